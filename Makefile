@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# Byte-compile now: with PYTHONDONTWRITEBYTECODE set, every spawned child would
+	@# otherwise recompile polyproc from source.
+	$(BIN)/python -m compileall -q src/polyproc
 	touch $(STAMP)
 
 ## demo: the seed tour with polyproc standing in for multiprocessing

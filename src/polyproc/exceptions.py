@@ -57,7 +57,7 @@ class AuthenticationError(ProcessError):
     """
 
 
-class TimeoutError(ProcessError, builtins.TimeoutError):  # noqa: A001 - the stdlib name
+class TimeoutError(ProcessError, builtins.TimeoutError):
     """A blocking call ran out of time.
 
     Unlike ``multiprocessing.TimeoutError``, this is also the builtin ``TimeoutError``, so

@@ -1,0 +1,72 @@
+"""polyproc: Python's multiprocessing, rebuilt to never hang and to go past one machine.
+
+``import polyproc as multiprocessing`` is meant to just work. The names below are the
+documented multiprocessing API, bound to the default context (see
+:mod:`polyproc.context`), plus the exception tree of :mod:`polyproc.exceptions`.
+
+Layout (each layer imports only the ones before it)::
+
+    _os        operating-system primitives
+    _wire      transport and serialization
+    _process   processes and start methods
+    context, process, connection, ...    the public, stdlib-shaped modules
+    _cli       the polyproc command
+"""
+
+from __future__ import annotations
+
+from . import context as _context
+from .context import Process
+from .exceptions import (
+    AuthenticationError,
+    BufferTooShort,
+    ProcessError,
+    RemoteError,
+    SerializationError,
+    TimeoutError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "BufferTooShort",
+    "Pipe",
+    "Process",
+    "ProcessError",
+    "RemoteError",
+    "SerializationError",
+    "TimeoutError",
+    "active_children",
+    "allow_connection_pickling",
+    "cpu_count",
+    "current_process",
+    "freeze_support",
+    "get_all_start_methods",
+    "get_context",
+    "get_logger",
+    "get_start_method",
+    "log_to_stderr",
+    "parent_process",
+    "set_executable",
+    "set_forkserver_preload",
+    "set_start_method",
+]
+
+_default = _context.default_context
+
+Pipe = _default.Pipe
+active_children = _default.active_children
+allow_connection_pickling = _default.allow_connection_pickling
+cpu_count = _default.cpu_count
+current_process = _default.current_process
+freeze_support = _default.freeze_support
+get_all_start_methods = _default.get_all_start_methods
+get_context = _default.get_context
+get_logger = _default.get_logger
+get_start_method = _default.get_start_method
+log_to_stderr = _default.log_to_stderr
+parent_process = _default.parent_process
+set_executable = _default.set_executable
+set_forkserver_preload = _default.set_forkserver_preload
+set_start_method = _default.set_start_method

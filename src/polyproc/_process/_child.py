@@ -1,0 +1,126 @@
+"""What every child does, whatever started it: become itself, run, report, exit.
+
+:func:`run_child` is shared by the three start methods. It installs the process object
+as the current process, starts the parent watch (so no child outlives its parent), runs
+the target with the standard library's exit-code rules, writes a report of an uncaught
+exception to the parent, and joins what must be joined before the caller exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+from .._os._wait import wait_readable
+from .._wire._remote_error import pack_exception
+from ._process import ParentProcess, exit_children
+from ._state import runtime
+
+# typing costs a spawned child ~8 ms to import; annotations are never evaluated.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["ORPHAN_GRACE_S", "flush_std_streams", "run_child", "watch_parent", "write_report"]
+
+# After the parent dies: SIGTERM to ourselves at once, SIGKILL after this grace period.
+ORPHAN_GRACE_S = 0.5
+
+
+def watch_parent(parent_handle: int) -> None:
+    """End this process soon after the process behind *parent_handle* (a pidfd) ends.
+
+    A daemon thread waits on the handle; when the parent is gone it sends this process
+    SIGTERM, then SIGKILL after :data:`ORPHAN_GRACE_S` if a handler kept it alive. This is
+    what keeps a child from being orphaned even when its parent is killed with SIGKILL.
+    """
+
+    def _watch() -> None:
+        wait_readable([parent_handle], None)
+        os.kill(os.getpid(), signal.SIGTERM)
+        wait_readable([parent_handle], ORPHAN_GRACE_S)  # a plain, interruptible pause
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    thread = threading.Thread(target=_watch, name="polyproc-parent-watch", daemon=True)
+    thread.start()
+
+
+def run_child(process: Any, *, report_fd: int, parent_handle: int) -> int:
+    """Run *process* as the current process; return its exit code.
+
+    The caller exits with that code (``os._exit`` after a fork, ``sys.exit`` after a
+    spawn). *report_fd* receives the pickled exception if the target raises one.
+    """
+    runtime.become_child(
+        process, ParentProcess(process._parent_name, process._parent_pid, parent_handle)
+    )
+    watch_parent(parent_handle)
+    _stdin_to_devnull()
+    try:
+        try:
+            process.run()
+            exitcode = 0
+        except SystemExit as exc:
+            exitcode = _exit_code_of(exc)
+        except BaseException as exc:
+            exitcode = 1
+            import traceback  # only the error path pays for it
+
+            sys.stderr.write(f"Process {process.name}:\n")
+            traceback.print_exc()
+            write_report(report_fd, exc, process.name)
+        finally:
+            _join_non_daemon_threads()
+            exit_children()
+    finally:
+        flush_std_streams()
+        os.close(report_fd)
+    return exitcode
+
+
+def _exit_code_of(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(str(code) + "\n")
+    return 1
+
+
+def write_report(report_fd: int, exc: BaseException, name: str) -> None:
+    """Send the exception to the parent; never block, never raise."""
+    try:
+        data = pack_exception(exc, f"child process {name!r} (pid {os.getpid()})")
+        os.set_blocking(report_fd, False)
+        os.write(report_fd, data)
+    except Exception:  # the report is a courtesy: the exit code already says "failed"
+        pass
+
+
+def _stdin_to_devnull() -> None:
+    # As in multiprocessing: the child must not compete with its parent for stdin.
+    if sys.stdin is not None:
+        try:
+            sys.stdin.close()
+            sys.stdin = open(os.devnull)  # noqa: SIM115 - replaces sys.stdin for good
+        except (OSError, ValueError):
+            pass
+
+
+def _join_non_daemon_threads() -> None:
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not current and not thread.daemon and thread.is_alive():
+            thread.join()
+
+
+def flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (AttributeError, ValueError, OSError):
+            pass

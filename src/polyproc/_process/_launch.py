@@ -1,0 +1,189 @@
+"""The start methods as launcher objects, and the handle a launch returns.
+
+A launcher turns a ``Process`` object into a running child and returns a
+:class:`ChildHandle`; ``Process`` never needs to know which method started it. The
+fork server launcher lives in :mod:`._forkserver`; it is registered here with the others.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import signal
+import threading
+
+from .._os._pipes import read_available
+from .._os._procs import reap
+from .._os._spawn import interpreter_flags, spawn_executable
+from .._os._wait import wait_readable
+from .._wire import _pickling
+from . import _forkserver, _prepare
+from ._child import flush_std_streams, run_child
+from ._state import runtime
+
+# typing costs a spawned child ~8 ms to import; annotations are never evaluated.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class ChildHandle(Protocol):
+        """What a launcher returns: the parent's grip on one running child."""
+
+        pid: int
+        sentinel: int
+
+        def poll(self) -> int | None:
+            """The exit code if the child has ended, else ``None``; never blocks."""
+
+        def wait(self, timeout: float | None) -> int | None:
+            """Wait up to *timeout* seconds for the end; the exit code, or ``None``."""
+
+        def send_signal(self, signum: int) -> None:
+            """Signal the child unless it has already ended."""
+
+        def read_report(self) -> bytes | None:
+            """The child's exception report, if it wrote one (call after it ended)."""
+
+        def close(self) -> None:
+            """Release the descriptors."""
+
+__all__ = ["ChildHandle", "DirectChild", "ForkLauncher", "SpawnLauncher"]
+
+
+class DirectChild:
+    """A child of this very process (fork, spawn): reaped with waitpid, watched by pidfd."""
+
+    def __init__(self, pid: int, report_fd: int) -> None:
+        self.pid = pid
+        self.sentinel = os.pidfd_open(pid)
+        self._report_fd: int | None = report_fd
+        self._returncode: int | None = None
+        self._lock = threading.Lock()
+
+    def poll(self) -> int | None:
+        if self._returncode is None:
+            with self._lock:
+                if self._returncode is None:
+                    self._returncode = reap(self.pid, block=False)
+        return self._returncode
+
+    def wait(self, timeout: float | None) -> int | None:
+        if self._returncode is None:
+            if not wait_readable([self.sentinel], timeout):
+                return None
+            return self.poll()
+        return self._returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            try:
+                signal.pidfd_send_signal(self.sentinel, signum)
+            except ProcessLookupError:
+                pass
+
+    def read_report(self) -> bytes | None:
+        return read_available(self._report_fd) or None if self._report_fd is not None else None
+
+    def close(self) -> None:
+        os.close(self.sentinel)
+        if self._report_fd is not None:
+            os.close(self._report_fd)
+            self._report_fd = None
+
+
+class ForkLauncher:
+    """``fork``: the child is a copy of the parent; nothing is pickled."""
+
+    name = "fork"
+
+    def launch(self, process: Any) -> DirectChild:
+        parent_handle = runtime.self_handle()
+        report_r, report_w = os.pipe()
+        flush_std_streams()
+        pid = os.fork()
+        if pid == 0:
+            exitcode = 1
+            try:
+                os.close(report_r)
+                exitcode = run_child(process, report_fd=report_w, parent_handle=parent_handle)
+            finally:
+                os._exit(exitcode)
+        os.close(report_w)
+        return DirectChild(pid, report_r)
+
+
+SPAWN_ENTRY = "from polyproc._process._spawn_main import main; main()"
+
+
+class SpawnLauncher:
+    """``spawn``: a fresh interpreter that imports the main module and unpickles the process.
+
+    Everything is pickled before the child exists, so an unpicklable target or argument
+    raises in ``start()`` and no process is left behind.
+    """
+
+    name = "spawn"
+
+    def launch(self, process: Any) -> DirectChild:
+        payload, fds = encode_payload(process, with_preparation=True)
+        parent_handle = runtime.self_handle()
+        payload_r, payload_w = os.pipe()
+        report_r, report_w = os.pipe()
+        argv = [
+            runtime.executable,
+            *interpreter_flags(),
+            "-c",
+            SPAWN_ENTRY,
+            str(payload_r),
+            str(report_w),
+            str(parent_handle),
+            ",".join(map(str, fds)),
+        ]
+        try:
+            pid = spawn_executable(argv, [payload_r, report_w, parent_handle, *fds])
+        except BaseException:
+            for fd in (payload_r, payload_w, report_r, report_w):
+                os.close(fd)
+            raise
+        os.close(payload_r)
+        os.close(report_w)
+        child = DirectChild(pid, report_r)
+        try:
+            with open(payload_w, "wb", closefd=True) as pipe:
+                pipe.write(payload)
+        except BrokenPipeError:
+            pass  # the child died before reading; its exit code tells the story
+        return child
+
+
+def encode_payload(process: Any, *, with_preparation: bool) -> tuple[bytes, list[int]]:
+    """Pickle what a child needs (preparation data, then the process object).
+
+    Returns the bytes and the descriptors they refer to, in transfer order.
+
+    Raises:
+        SerializationError: the process, its target or an argument cannot be pickled.
+    """
+    head = b""
+    if with_preparation:
+        head = pickle.dumps(_prepare.collect(process), _pickling.PROTOCOL)
+    body, fds = _pickling.dumps_for_child(process, context=f"{type(process).__name__}.start")
+    return head + body, fds
+
+
+def decode_payload(
+    data: bytes, fds: list[int], *, with_preparation: bool
+) -> Any:
+    """The child's side of :func:`encode_payload`: apply preparation, return the process."""
+    stream = io.BytesIO(data)
+    if with_preparation:
+        _prepare.apply(pickle.load(stream))
+    return _pickling.TransferUnpickler(stream, fds).load()
+
+
+runtime.launchers.update(
+    fork=ForkLauncher(),
+    spawn=SpawnLauncher(),
+    forkserver=_forkserver.ForkServerLauncher(),
+)

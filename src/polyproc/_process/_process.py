@@ -1,0 +1,431 @@
+"""``BaseProcess``: the multiprocessing process object and its life cycle.
+
+States: *initial* (created) -> *started* (``start``) -> *finished* (exit code known) ->
+*closed* (``close``). The start method is a strategy: ``start`` hands the process to the
+launcher of its method and keeps the :class:`~._launch.ChildHandle` it returns; every
+other method asks that handle.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+from collections.abc import Callable, Iterable, Mapping
+
+from .._os._wait import wait_readable
+from .._wire import _pickling
+from .._wire._remote_error import unpack_exception
+from ._state import default_start_method, runtime
+
+# typing costs a spawned child ~8 ms to import; annotations are never evaluated.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "AuthenticationString",
+    "BaseProcess",
+    "ParentProcess",
+    "active_children",
+    "current_process",
+    "parent_process",
+]
+
+_BOOTSTRAP_ERROR = """
+        An attempt has been made to start a new process before the
+        current process has finished its bootstrapping phase.
+
+        This probably means that you are not using fork to start your
+        child processes and you have forgotten to use the proper idiom
+        in the main module:
+
+            if __name__ == '__main__':
+                freeze_support()
+                ...
+
+        The "freeze_support()" line can be omitted if the program
+        is not going to be frozen to produce an executable.
+
+        To fix this issue, refer to the "Safe importing of main module"
+        section in https://docs.python.org/3/library/multiprocessing.html
+        """
+
+
+class AuthenticationString(bytes):
+    """The authkey: bytes that refuse to be pickled except to start a child process."""
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "Pickling an AuthenticationString object is disallowed for security reasons"
+        )
+
+
+def _export_authkey(key: AuthenticationString, fds: list[int]) -> bytes:
+    return bytes(key)
+
+
+def _import_authkey(state: bytes, fds: list[int]) -> AuthenticationString:
+    return AuthenticationString(state)
+
+
+_pickling.register_transfer(AuthenticationString, _export_authkey, _import_authkey)
+
+
+class BaseProcess:
+    """A process running *target(\\*args, \\*\\*kwargs)*, or :meth:`run` of a subclass.
+
+    Mirrors ``multiprocessing.Process``; see the standard documentation for each method.
+    polyproc adds :attr:`exception`.
+    """
+
+    # The start method; None means "the default context's method at start() time".
+    _start_method: str | None = None
+
+    def __init__(
+        self,
+        group: None = None,
+        target: Callable[..., object] | None = None,
+        name: str | None = None,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        daemon: bool | None = None,
+    ) -> None:
+        if group is not None:
+            raise ValueError("group argument must be None for now")
+        parent = runtime.current
+        count = next(runtime.counter)
+        self._identity: tuple[int, ...] = (*parent._identity, count)
+        self._config: dict[str, Any] = parent._config.copy()
+        self._parent_pid = os.getpid()
+        self._parent_name: str = parent.name
+        self._handle: Any = None
+        self._closed = False
+        self._target = target
+        self._args = tuple(args)
+        self._kwargs = dict(kwargs) if kwargs is not None else {}
+        self._name = name or (
+            type(self).__name__ + "-" + ":".join(str(i) for i in self._identity)
+        )
+        if daemon is not None:
+            self.daemon = daemon
+        self._exception: BaseException | None = None
+        self._report_read = False
+
+    # -- the work ------------------------------------------------------------------
+    def run(self) -> None:
+        """The process's activity: calls *target*; override it in a subclass."""
+        if self._target:
+            self._target(*self._args, **self._kwargs)
+
+    # -- life cycle ----------------------------------------------------------------
+    def start(self) -> None:
+        """Start the process's activity in a new process.
+
+        Raises:
+            ValueError: the process object is closed.
+            ProcessError (an ``AssertionError`` too): already started, created by another
+                process, or a daemonic process tries to have children.
+            RuntimeError: called while a spawned child imports its main module, i.e. the
+                script lacks the ``if __name__ == '__main__':`` guard.
+            SerializationError: under spawn or forkserver, the target or an argument
+                cannot be pickled; the message names it. No process was started.
+        """
+        self._check_closed()
+        if self._handle is not None:
+            raise _StateError("cannot start a process twice")
+        if self._parent_pid != os.getpid():
+            raise _StateError("can only start a process object created by current process")
+        if runtime.current._config.get("daemon"):
+            raise _StateError("daemonic processes are not allowed to have children")
+        if runtime.bootstrapping:
+            raise RuntimeError(_BOOTSTRAP_ERROR)
+        _reap_finished_children()
+        method = self._start_method
+        if method is None:  # the default context: fixed by the first start, as in the stdlib
+            method = runtime.start_method = runtime.start_method or default_start_method()
+        self._handle = runtime.launchers[method].launch(self)
+        # Drop our references: the child has its own copies now (as the stdlib does).
+        del self._target, self._args, self._kwargs
+        runtime.children.add(self)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the process ends, or until *timeout* seconds pass.
+
+        Returns ``None`` either way; check :attr:`exitcode` or :meth:`is_alive`.
+        """
+        self._check_closed()
+        if self._parent_pid != os.getpid():
+            raise _StateError("can only join a child process")
+        if self._handle is None:
+            raise _StateError("can only join a started process")
+        if self._handle.wait(timeout) is not None:
+            runtime.children.discard(self)
+
+    def is_alive(self) -> bool:
+        """Whether the process has started and not yet ended."""
+        self._check_closed()
+        if self is runtime.current:
+            return True
+        if self._parent_pid != os.getpid():
+            raise _StateError("can only test a child process")
+        if self._handle is None:
+            return False
+        if self._handle.poll() is None:
+            return True
+        runtime.children.discard(self)
+        return False
+
+    def terminate(self) -> None:
+        """Send SIGTERM to the process."""
+        self._check_closed()
+        if self._handle is not None:
+            self._handle.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Send SIGKILL to the process."""
+        self._check_closed()
+        if self._handle is not None:
+            self._handle.send_signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        """Release the process's resources; most methods then raise ``ValueError``.
+
+        Raises:
+            ValueError: the process is still running.
+        """
+        if self._handle is not None:
+            if self._handle.poll() is None:
+                raise ValueError(
+                    "Cannot close a process while it is still running. "
+                    "You should first call join() or terminate()."
+                )
+            self._read_report()
+            self._handle.close()
+            self._handle = None
+            runtime.children.discard(self)
+        self._closed = True
+
+    def _check_closed(self) -> None:
+        if self._closed:
+            raise ValueError("process object is closed")
+
+    # -- attributes ----------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The process's name, for logs and reprs; not unique."""
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        if not isinstance(name, str):
+            raise TypeError("name must be a string")
+        self._name = name
+
+    @property
+    def daemon(self) -> bool:
+        """Whether the process is daemonic: terminated when its parent exits."""
+        return bool(self._config.get("daemon", False))
+
+    @daemon.setter
+    def daemon(self, daemonic: bool) -> None:
+        if self._handle is not None:
+            raise _StateError("process has already started")
+        self._config["daemon"] = daemonic
+
+    @property
+    def authkey(self) -> bytes:
+        """The secret used to authenticate connections; inherited from the parent."""
+        return self._config["authkey"]  # type: ignore[no-any-return]
+
+    @authkey.setter
+    def authkey(self, authkey: bytes) -> None:
+        self._config["authkey"] = AuthenticationString(authkey)
+
+    @property
+    def exitcode(self) -> int | None:
+        """``None`` while running, else the exit code; ``-N`` means killed by signal N."""
+        self._check_closed()
+        if self._handle is None:
+            return None
+        return self._handle.poll()  # type: ignore[no-any-return]
+
+    @property
+    def ident(self) -> int | None:
+        """The process id, or ``None`` before it starts."""
+        self._check_closed()
+        if self is runtime.current:
+            return os.getpid()
+        return self._handle.pid if self._handle is not None else None
+
+    pid = ident
+
+    @property
+    def sentinel(self) -> int:
+        """A descriptor that becomes readable when the process ends (for ``wait``).
+
+        Raises:
+            ValueError: the process has not started.
+        """
+        self._check_closed()
+        if self._handle is None:
+            raise ValueError("process not started") from None
+        return self._handle.sentinel  # type: ignore[no-any-return]
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The exception the target raised in the child, or ``None``.
+
+        A polyproc extension. ``None`` while the process runs, if it succeeded, or if it
+        ended by ``sys.exit`` or a signal. The exception carries the child's traceback as
+        a :class:`~polyproc.exceptions.RemoteTraceback` ``__cause__``; one that could not
+        be pickled arrives as a :class:`~polyproc.exceptions.RemoteError`.
+        """
+        if self._handle is not None and self._handle.poll() is not None:
+            self._read_report()
+        return self._exception
+
+    def _read_report(self) -> None:
+        if self._report_read or self._handle is None:
+            return
+        self._report_read = True
+        data = self._handle.read_report()
+        if data:
+            self._exception = unpack_exception(data)
+
+    def __repr__(self) -> str:
+        exitcode = None
+        if self is runtime.current:
+            status = "started"
+        elif self._closed:
+            status = "closed"
+        elif self._parent_pid != os.getpid():
+            status = "unknown"
+        elif self._handle is None:
+            status = "initial"
+        else:
+            exitcode = self._handle.poll()
+            status = "started" if exitcode is None else "stopped"
+        info = [type(self).__name__, f"name={self._name!r}"]
+        if self._handle is not None:
+            info.append(f"pid={self._handle.pid}")
+        info.append(f"parent={self._parent_pid}")
+        info.append(status)
+        if exitcode is not None:
+            info.append(f"exitcode={_exitcode_name(exitcode)}")
+        if self.daemon:
+            info.append("daemon")
+        return "<{}>".format(" ".join(info))
+
+
+def _exitcode_name(code: int) -> str:
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            pass
+    return str(code)
+
+
+class _StateError(AssertionError):
+    """Misuse of a process object's life cycle (``AssertionError`` as in multiprocessing)."""
+
+
+class _MainProcess(BaseProcess):
+    """The process object of the interpreter that was not started by polyproc."""
+
+    def __init__(self) -> None:
+        self._identity = ()
+        self._name = "MainProcess"
+        self._parent_pid = None  # type: ignore[assignment]
+        self._parent_name = ""
+        self._handle = None
+        self._closed = False
+        self._config = {"authkey": AuthenticationString(os.urandom(32)), "semprefix": "/mp"}
+        self._exception = None
+        self._report_read = False
+
+    def close(self) -> None:
+        pass
+
+
+class ParentProcess(BaseProcess):
+    """Read-only view of the parent, returned by ``parent_process()`` in a child."""
+
+    def __init__(self, name: str, pid: int, sentinel: int) -> None:
+        self._identity = ()
+        self._name = name
+        self._pid = pid
+        self._parent_pid = None  # type: ignore[assignment]
+        self._handle = None
+        self._sentinel_fd = sentinel
+        self._closed = False
+        self._config = {}
+        self._exception = None
+        self._report_read = False
+
+    def is_alive(self) -> bool:
+        """Whether the parent is still running."""
+        return not wait_readable([self._sentinel_fd], 0)
+
+    @property
+    def ident(self) -> int | None:
+        """The parent's process id."""
+        return self._pid
+
+    pid = ident
+
+    @property
+    def sentinel(self) -> int:
+        """A descriptor that becomes readable when the parent ends."""
+        return self._sentinel_fd
+
+    @property
+    def exitcode(self) -> int | None:
+        """Always ``None``: a child cannot learn its parent's exit code."""
+        return None
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the parent ends, or *timeout* seconds pass."""
+        wait_readable([self._sentinel_fd], timeout)
+
+    def __repr__(self) -> str:
+        return f"<ParentProcess name={self._name!r} pid={self._pid}>"
+
+
+def current_process() -> BaseProcess:
+    """The process object of the calling process."""
+    return runtime.current  # type: ignore[no-any-return]
+
+
+def parent_process() -> BaseProcess | None:
+    """The parent's process object in a child started by polyproc, else ``None``."""
+    return runtime.parent  # type: ignore[no-any-return]
+
+
+def _reap_finished_children() -> None:
+    for child in list(runtime.children):
+        handle = child._handle
+        if handle is not None and handle.poll() is not None:
+            runtime.children.discard(child)
+
+
+def active_children() -> list[BaseProcess]:
+    """The children of this process still alive; finished ones are reaped as a side effect."""
+    _reap_finished_children()
+    return list(runtime.children)
+
+
+def exit_children() -> None:
+    """What multiprocessing does at exit: terminate daemonic children, join the others."""
+    for child in active_children():
+        if child.daemon:
+            child.terminate()
+    for child in active_children():
+        child.join()
+
+
+if runtime.current is None:
+    runtime.current = _MainProcess()
+    atexit.register(exit_children)

@@ -1,0 +1,33 @@
+"""Entry point of a spawned interpreter: read the payload, prepare, run, exit.
+
+Invoked as ``python -c "...; main()" PAYLOAD_FD REPORT_FD PARENT_FD FD,FD,...`` by
+:class:`~._launch.SpawnLauncher`. Kept small: every import here is start-up time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ._child import run_child, write_report
+from ._launch import decode_payload
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    """Run the child described by the command line, then exit with its exit code."""
+    payload_fd, report_fd, parent_handle = (int(arg) for arg in sys.argv[1:4])
+    fds = [int(fd) for fd in sys.argv[4].split(",") if fd]
+    del sys.argv[1:]
+    with open(payload_fd, "rb", closefd=True) as pipe:
+        data = pipe.read()
+    try:
+        process = decode_payload(data, fds, with_preparation=True)
+    except BaseException as exc:
+        write_report(report_fd, exc, "being spawned")
+        raise
+    finally:
+        for fd in fds:  # rebuilt objects hold duplicates of their own
+            os.close(fd)
+    sys.exit(run_child(process, report_fd=report_fd, parent_handle=parent_handle))

@@ -1,0 +1,108 @@
+"""Mutual authentication of a fresh connection with a shared secret (the authkey).
+
+Each side proves it knows the key without sending it: the verifier sends a random
+32-byte challenge, the prover answers with ``HMAC-SHA256(key, challenge)``, and the
+verifier compares in constant time, then says ``WELCOME`` or ``FAILURE``. The accepting
+side verifies first, then the roles swap, so both sides know the other holds the key.
+
+Before this completes nothing is unpickled: the handshake moves raw bytes only, every
+message is at most :data:`MAX_HANDSHAKE_MESSAGE` bytes, and every read has a deadline, so
+a silent or garbage-sending peer costs at most the handshake timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+
+from .._os._wait import wait_readable
+from ..exceptions import AuthenticationError
+from ._connection import Connection
+
+__all__ = ["HANDSHAKE_TIMEOUT_S", "authenticate_accepted", "authenticate_connecting"]
+
+HANDSHAKE_TIMEOUT_S = 5.0
+MAX_HANDSHAKE_MESSAGE = 256
+
+_CHALLENGE = b"#POLYPROC-CHALLENGE-1#"
+_WELCOME = b"#WELCOME#"
+_FAILURE = b"#FAILURE#"
+_NONCE_BYTES = 32
+
+
+def authenticate_accepted(conn: Connection, authkey: bytes, timeout: float) -> None:
+    """Run the handshake on the accepting (listener) side.
+
+    Raises:
+        AuthenticationError: the peer does not hold *authkey*, sent something that is
+            not part of the handshake, or did not answer within *timeout* seconds.
+    """
+    deadline = time.monotonic() + timeout
+    _verify_peer(conn, authkey, deadline)
+    _prove_to_peer(conn, authkey, deadline)
+
+
+def authenticate_connecting(conn: Connection, authkey: bytes, timeout: float) -> None:
+    """Run the handshake on the connecting (client) side; raises as the accepting side."""
+    deadline = time.monotonic() + timeout
+    _prove_to_peer(conn, authkey, deadline)
+    _verify_peer(conn, authkey, deadline)
+
+
+def _digest(authkey: bytes, nonce: bytes) -> bytes:
+    return hmac.new(authkey, nonce, hashlib.sha256).digest()
+
+
+def _verify_peer(conn: Connection, authkey: bytes, deadline: float) -> None:
+    nonce = os.urandom(_NONCE_BYTES)
+    conn.send_bytes(_CHALLENGE + nonce)
+    answer = _recv_bounded(conn, deadline)
+    if hmac.compare_digest(answer, _digest(authkey, nonce)):
+        conn.send_bytes(_WELCOME)
+        return
+    conn.send_bytes(_FAILURE)
+    raise AuthenticationError("digest received was wrong: the peer has another authkey")
+
+
+def _prove_to_peer(conn: Connection, authkey: bytes, deadline: float) -> None:
+    challenge = _recv_bounded(conn, deadline)
+    if not challenge.startswith(_CHALLENGE) or len(challenge) != len(_CHALLENGE) + _NONCE_BYTES:
+        raise AuthenticationError(f"expected an authentication challenge, got {challenge[:40]!r}")
+    conn.send_bytes(_digest(authkey, challenge[len(_CHALLENGE) :]))
+    verdict = _recv_bounded(conn, deadline)
+    if verdict != _WELCOME:
+        raise AuthenticationError("digest sent was rejected: the peer has another authkey")
+
+
+def _recv_bounded(conn: Connection, deadline: float) -> bytes:
+    """Read one frame of at most MAX_HANDSHAKE_MESSAGE bytes, every read under *deadline*.
+
+    Each ``os.read`` follows a successful poll, so it returns at once with whatever has
+    arrived: a peer that sends half a frame and stops cannot block us past the deadline.
+    """
+    fd = conn.fileno()
+    header = _read_before(fd, 4, deadline)
+    size = int.from_bytes(header, "big", signed=True)
+    if not 0 <= size <= MAX_HANDSHAKE_MESSAGE:
+        raise AuthenticationError(f"invalid authentication message length {size}")
+    return _read_before(fd, size, deadline)
+
+
+def _read_before(fd: int, size: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not wait_readable([fd], remaining):
+            raise AuthenticationError(
+                "the peer did not complete the authentication handshake in time"
+            )
+        try:
+            chunk = os.read(fd, size - len(data))
+        except OSError as exc:
+            raise AuthenticationError(f"connection failed during authentication: {exc}") from None
+        if not chunk:
+            raise AuthenticationError("the peer closed the connection during authentication")
+        data += chunk
+    return data

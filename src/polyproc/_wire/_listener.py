@@ -1,0 +1,190 @@
+"""Listener and Client: connections between unrelated processes over sockets.
+
+Addresses follow :mod:`multiprocessing.connection`: a ``(host, port)`` tuple is
+``AF_INET`` (``AF_INET6`` when the host contains a colon), a string is an ``AF_UNIX``
+path (a leading NUL byte selects Linux's abstract namespace). A listener without an
+address gets a Unix socket in a fresh private directory, readable only by its user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+
+from ..exceptions import AuthenticationError
+from ._auth import HANDSHAKE_TIMEOUT_S, authenticate_accepted, authenticate_connecting
+from ._connection import Connection
+
+# typing costs a spawned child ~8 ms to import; annotations are never evaluated.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["Client", "Listener", "address_type"]
+
+Address = str | tuple[str, int] | bytes
+
+
+def address_type(address: Any) -> str:
+    """The family name (``'AF_INET'``, ``'AF_INET6'``, ``'AF_UNIX'``) of *address*.
+
+    Raises:
+        ValueError: *address* is of no known form.
+    """
+    if isinstance(address, tuple):
+        return "AF_INET6" if ":" in str(address[0]) else "AF_INET"
+    if isinstance(address, str | bytes):
+        return "AF_UNIX"
+    raise ValueError(f"address type of {address!r} unrecognized")
+
+
+def _check_authkey(authkey: Any) -> bytes | None:
+    if authkey is not None and not isinstance(authkey, bytes):
+        raise TypeError(f"authkey should be a byte string, not {type(authkey).__name__}")
+    return authkey
+
+
+class Listener:
+    """A bound, listening socket whose :meth:`accept` returns :class:`Connection` objects.
+
+    With an *authkey*, every accepted connection must pass the HMAC handshake before
+    ``accept`` returns it; *handshake_timeout* (seconds, a polyproc extension) bounds how
+    long a peer may take, so a silent peer cannot hold the listener.
+    """
+
+    def __init__(
+        self,
+        address: Address | None = None,
+        family: str | None = None,
+        backlog: int = 1,
+        authkey: bytes | None = None,
+        *,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
+    ) -> None:
+        self._authkey = _check_authkey(authkey)
+        self._handshake_timeout = handshake_timeout
+        family = family or (address_type(address) if address is not None else "AF_UNIX")
+        if family not in ("AF_INET", "AF_INET6", "AF_UNIX"):
+            raise ValueError(f"unrecognized family {family!r}")
+        self._private_dir: str | None = None
+        if address is None:
+            if family == "AF_UNIX":
+                self._private_dir = tempfile.mkdtemp(prefix="polyproc-")
+                address = os.path.join(self._private_dir, "listener")
+            else:
+                address = ("::1", 0) if family == "AF_INET6" else ("127.0.0.1", 0)
+        self._family = family
+        self._socket: socket.socket | None = socket.socket(getattr(socket, family))
+        try:
+            if family != "AF_UNIX":
+                self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._socket.bind(address)
+            self._socket.listen(backlog)
+        except BaseException:
+            self._socket.close()
+            self._remove_private_dir()
+            raise
+        self._address: Any = self._socket.getsockname()
+        self._unlink_path = address if family == "AF_UNIX" and isinstance(address, str) else None
+        if self._unlink_path and self._unlink_path.startswith("\0"):
+            self._unlink_path = None
+        self._last_accepted: Any = None
+
+    @property
+    def address(self) -> Any:
+        """The address this listener is bound to (with the real port if 0 was asked)."""
+        return self._address
+
+    @property
+    def last_accepted(self) -> Any:
+        """The address of the last accepted peer, or ``None``."""
+        return self._last_accepted
+
+    def accept(self) -> Connection:
+        """Wait for a peer, authenticate it if an authkey was given, and connect.
+
+        Raises:
+            OSError: the listener is closed.
+            AuthenticationError: the peer failed the handshake; the listener stays
+                usable for the next ``accept``.
+        """
+        if self._socket is None:
+            raise OSError("listener is closed")
+        sock, self._last_accepted = self._socket.accept()
+        sock.setblocking(True)
+        conn = Connection(sock.detach())
+        if self._authkey is not None:
+            try:
+                authenticate_accepted(conn, self._authkey, self._handshake_timeout)
+            except (AuthenticationError, OSError):
+                conn.close()
+                raise
+        return conn
+
+    def close(self) -> None:
+        """Stop listening and remove the socket file. Idempotent."""
+        sock, self._socket = self._socket, None
+        if sock is not None:
+            sock.close()
+            if self._unlink_path:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._unlink_path)
+            self._remove_private_dir()
+
+    def _remove_private_dir(self) -> None:
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None
+
+    def fileno(self) -> int:
+        """The listening socket's descriptor (for ``wait``)."""
+        if self._socket is None:
+            raise OSError("listener is closed")
+        return self._socket.fileno()
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_socket", None) is not None:
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<polyproc.connection.Listener address={self._address!r}>"
+
+
+def Client(
+    address: Address,
+    family: str | None = None,
+    authkey: bytes | None = None,
+    *,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
+) -> Connection:
+    """Connect to the :class:`Listener` at *address* and return a :class:`Connection`.
+
+    Raises:
+        OSError: nothing listens there.
+        AuthenticationError: the keys differ or the listener misbehaved.
+    """
+    authkey = _check_authkey(authkey)
+    family = family or address_type(address)
+    sock = socket.socket(getattr(socket, family))
+    try:
+        sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    conn = Connection(sock.detach())
+    if authkey is not None:
+        try:
+            authenticate_connecting(conn, authkey, handshake_timeout)
+        except BaseException:
+            conn.close()
+            raise
+    return conn

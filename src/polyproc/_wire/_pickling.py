@@ -1,0 +1,251 @@
+"""Serialization: fast pickling by reference, by value when that cannot work.
+
+Three ways to turn an object into bytes, from fastest to most capable:
+
+* :func:`dumps` pickles with the C pickler. Functions and classes go by reference
+  (module and name), which is what the standard library does. When that fails, because
+  the object is a lambda, a closure, a class defined in a function, or a function of a
+  ``__main__`` that other processes cannot import (a notebook, ``python -c``), it pickles
+  again with :class:`ByValuePickler`, which sends just those objects by value through
+  cloudpickle. Objects that pickle by reference never pay for the fallback.
+* :class:`TransferPickler` is the pickler of a process start (spawn, forkserver): objects
+  that stand for operating-system resources (a :class:`~polyproc.connection.Connection`,
+  the authkey) register a *transfer* with :func:`register_transfer`; when pickled here
+  their descriptors are collected to be passed to the child, and :class:`TransferUnpickler`
+  in the child rebuilds them from the received descriptors. There is no thread-local
+  "am I spawning" flag: the pickler object is the context.
+
+Every failure becomes a :class:`~polyproc.exceptions.SerializationError` naming the object
+and the call, raised before anything is sent.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import io
+import pickle
+import sys
+import types
+from collections.abc import Callable
+
+from ..exceptions import SerializationError
+
+# typing costs a spawned child ~8 ms to import; annotations are never evaluated.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "ByValuePickler",
+    "TransferPickler",
+    "TransferUnpickler",
+    "describe",
+    "dumps",
+    "loads",
+    "main_is_importable",
+    "register_reducer",
+    "register_transfer",
+]
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+# Reducers for types the standard pickler cannot handle, shared by every pickler here.
+_dispatch_table: dict[type, Callable[[Any], Any]] = dict(copyreg.dispatch_table)
+
+# type -> (export(obj, fds) -> state, import(state, fds) -> obj) for process starts.
+_transfers: dict[type, tuple[Callable[[Any, list[int]], Any], Callable[[Any, list[int]], Any]]] = {}
+# Import side looked up by a stable name, since the class itself may not pickle.
+_transfer_imports: dict[str, Callable[[Any, list[int]], Any]] = {}
+
+
+def register_reducer(cls: type, reducer: Callable[[Any], Any]) -> None:
+    """Make every polyproc pickler reduce instances of *cls* with *reducer*."""
+    _dispatch_table[cls] = reducer
+
+
+def register_transfer(
+    cls: type,
+    export: Callable[[Any, list[int]], Any],
+    import_: Callable[[Any, list[int]], Any],
+) -> None:
+    """Let instances of *cls* be given to a child at process start.
+
+    *export(obj, fds)* appends the descriptors the child needs to *fds* and returns a
+    picklable state; *import_(state, fds)* runs in the child with the received
+    descriptors (in the same order) and returns the rebuilt object.
+    """
+    key = f"{cls.__module__}.{cls.__qualname__}"
+    _transfers[cls] = (export, import_)
+    _transfer_imports[key] = import_
+
+
+def main_is_importable() -> bool:
+    """Whether a fresh interpreter can import this process's ``__main__`` again.
+
+    True for a script run as ``python file.py``; false in a notebook, the REPL,
+    ``python -c`` and for a package's ``__main__`` (which must not run twice).
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__file__", None) is None:
+        return False
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", None)
+    return not (name is not None and (name == "__main__" or name.endswith(".__main__")))
+
+
+def _importable_by_reference(obj: Any) -> bool:
+    module_name = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if module_name is None or qualname is None or "<" in qualname:
+        return False
+    if module_name in ("__main__", "__mp_main__") and not main_is_importable():
+        return False
+    module = sys.modules.get(module_name)
+    if module is None:
+        return False
+    found: Any = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            return False
+    return found is obj
+
+
+class ByValuePickler(pickle.Pickler):
+    """A pickler that sends non-importable functions and classes by value."""
+
+    dispatch_table = _dispatch_table
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.FunctionType | type) and not _importable_by_reference(obj):
+            import cloudpickle  # only processes that need it pay for the import
+
+            return cloudpickle.loads, (cloudpickle.dumps(obj, protocol=PROTOCOL),)
+        return NotImplemented
+
+
+class _FastPickler(pickle.Pickler):
+    dispatch_table = _dispatch_table
+
+
+def describe(obj: object, limit: int = 80) -> str:
+    """A short, safe description of *obj* for error messages."""
+    try:
+        text = repr(obj)
+    except Exception:  # a broken __repr__ must not hide the real error
+        text = f"<{type(obj).__qualname__} object>"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{text} (of type {type(obj).__module__}.{type(obj).__qualname__})"
+
+
+def dumps(obj: Any, *, context: str = "send") -> bytes:
+    """Pickle *obj* for another process.
+
+    *context* names the call for the error message (e.g. ``"Connection.send"``).
+
+    Raises:
+        SerializationError: *obj* (or something inside it) cannot be pickled even by
+            value; the message names the object and the call.
+    """
+    buf = io.BytesIO()
+    try:
+        if main_is_importable():
+            _FastPickler(buf, PROTOCOL).dump(obj)
+            return buf.getvalue()
+    except Exception:
+        buf = io.BytesIO()
+    try:
+        ByValuePickler(buf, PROTOCOL).dump(obj)
+    except Exception as exc:
+        raise _serialization_error(obj, context, exc) from exc
+    return buf.getvalue()
+
+
+def loads(data: bytes | bytearray | memoryview) -> Any:
+    """Unpickle data made by :func:`dumps`."""
+    return pickle.loads(data)
+
+
+def _serialization_error(obj: Any, context: str, exc: BaseException) -> SerializationError:
+    culprit = _find_culprit(obj)
+    where = "" if culprit is obj else f" because it contains {describe(culprit)}"
+    return SerializationError(
+        f"{context}: cannot pickle {describe(obj)}{where}: {type(exc).__name__}: {exc}"
+    )
+
+
+def _find_culprit(obj: Any, depth: int = 0) -> Any:
+    """Walk containers to find the innermost object that fails to pickle (error path only)."""
+    if depth > 8:
+        return obj
+    children: list[Any] = []
+    if isinstance(obj, list | tuple | set | frozenset):
+        children = list(obj)
+    elif isinstance(obj, dict):
+        children = [*obj.keys(), *obj.values()]
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type | types.FunctionType):
+        children = list(vars(obj).values())
+    for child in children:
+        try:
+            ByValuePickler(io.BytesIO(), PROTOCOL).dump(child)
+        except Exception:
+            return _find_culprit(child, depth + 1)
+    return obj
+
+
+class TransferPickler(ByValuePickler):
+    """The pickler of a process start: collects descriptors of transferable objects.
+
+    After :meth:`dump`, :attr:`fds` holds the descriptors the child must receive, in the
+    order :class:`TransferUnpickler` expects them.
+    """
+
+    def __init__(self, file: Any, *, by_value_main: bool = True) -> None:
+        super().__init__(file, PROTOCOL)
+        self.fds: list[int] = []
+        self._by_value_main = by_value_main
+
+    def persistent_id(self, obj: Any) -> Any:
+        transfer = _transfers.get(type(obj))
+        if transfer is None:
+            return None
+        cls = type(obj)
+        key = f"{cls.__module__}.{cls.__qualname__}"
+        return ("polyproc-transfer", key, transfer[0](obj, self.fds))
+
+
+class TransferUnpickler(pickle.Unpickler):
+    """Rebuilds, in a child, what :class:`TransferPickler` pickled in the parent."""
+
+    def __init__(self, file: Any, fds: list[int]) -> None:
+        super().__init__(file)
+        self._fds = fds
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and len(pid) == 3 and pid[0] == "polyproc-transfer"):
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        import_ = _transfer_imports.get(pid[1])
+        if import_ is None:
+            raise pickle.UnpicklingError(f"no transfer registered for {pid[1]}")
+        return import_(pid[2], self._fds)
+
+
+def dumps_for_child(obj: Any, *, context: str) -> tuple[bytes, list[int]]:
+    """Pickle *obj* for a process being started; return the bytes and descriptors to pass.
+
+    Raises:
+        SerializationError: as :func:`dumps`.
+    """
+    buf = io.BytesIO()
+    pickler = TransferPickler(buf)
+    try:
+        pickler.dump(obj)
+    except Exception as exc:
+        raise _serialization_error(obj, context, exc) from exc
+    return buf.getvalue(), pickler.fds
+
+
+def loads_in_child(data: bytes | bytearray | memoryview, fds: list[int]) -> Any:
+    """Unpickle what :func:`dumps_for_child` made, given the received descriptors."""
+    return TransferUnpickler(io.BytesIO(data), fds).load()

@@ -1,0 +1,231 @@
+"""Contexts: the multiprocessing API bound to one start method.
+
+``get_context("spawn")`` returns a context whose ``Process`` (and, as later layers land,
+every other factory) uses spawn; the module-level functions of :mod:`polyproc` are the
+bound methods of the *default* context, which follows ``set_start_method``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from . import util
+from ._process._process import (
+    BaseProcess,
+    active_children,
+    current_process,
+    parent_process,
+)
+from ._process._state import ALL_START_METHODS, default_start_method, runtime
+from ._wire._connection import Connection, make_pipe
+from .exceptions import AuthenticationError, BufferTooShort, ProcessError, TimeoutError
+
+# typing costs a spawned child ~8 ms to import; annotations are never evaluated.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+
+
+__all__ = [
+    "BaseContext",
+    "DefaultContext",
+    "ForkContext",
+    "ForkProcess",
+    "ForkServerContext",
+    "ForkServerProcess",
+    "Process",
+    "SpawnContext",
+    "SpawnProcess",
+]
+
+
+class Process(BaseProcess):
+    """A process started with the default context's start method."""
+
+    _start_method = None
+
+
+class ForkProcess(BaseProcess):
+    """A process started by ``fork``."""
+
+    _start_method = "fork"
+
+
+class SpawnProcess(BaseProcess):
+    """A process started by ``spawn``: a fresh interpreter."""
+
+    _start_method = "spawn"
+
+
+class ForkServerProcess(BaseProcess):
+    """A process forked by the fork server."""
+
+    _start_method = "forkserver"
+
+
+class BaseContext:
+    """The multiprocessing API; concrete contexts fix the start method."""
+
+    _name: str | None = None
+    Process: type[BaseProcess] = Process
+
+    ProcessError = ProcessError
+    BufferTooShort = BufferTooShort
+    TimeoutError = TimeoutError
+    AuthenticationError = AuthenticationError
+
+    current_process = staticmethod(current_process)
+    parent_process = staticmethod(parent_process)
+    active_children = staticmethod(active_children)
+
+    def cpu_count(self) -> int:
+        """The number of CPUs in the system.
+
+        Raises:
+            NotImplementedError: the number cannot be determined.
+        """
+        count = os.cpu_count()
+        if count is None:
+            raise NotImplementedError("cannot determine number of cpus")
+        return count
+
+    def Pipe(self, duplex: bool = True) -> tuple[Connection, Connection]:
+        """Two connected :class:`~polyproc.connection.Connection` objects.
+
+        With *duplex* false the first can only receive and the second only send.
+        """
+        return make_pipe(duplex)
+
+    def get_context(self, method: str | None = None) -> BaseContext:
+        """The context of *method* (``'fork'``, ``'spawn'``, ``'forkserver'``).
+
+        Raises:
+            ValueError: *method* is not a start method available here.
+        """
+        if method is None:
+            return self
+        try:
+            return _concrete_contexts[method]
+        except KeyError:
+            raise ValueError(f"cannot find context for {method!r}") from None
+
+    def get_start_method(self, allow_none: bool = False) -> str | None:
+        """The name of this context's start method."""
+        return self._name
+
+    def set_start_method(self, method: str | None, force: bool = False) -> None:
+        """Only the default context can change its start method.
+
+        Raises:
+            ValueError: always, on a concrete context.
+        """
+        raise ValueError("cannot set start method of concrete context")
+
+    def get_all_start_methods(self) -> list[str]:
+        """The start methods available on this platform, the default first."""
+        default = default_start_method()
+        return [default, *(m for m in ALL_START_METHODS if m != default)]
+
+    def set_forkserver_preload(self, module_names: list[str]) -> None:
+        """Modules the fork server imports once, so its children start with them loaded.
+
+        Takes effect when the next fork server starts.
+
+        Raises:
+            TypeError: *module_names* is not a list of strings.
+        """
+        if not all(isinstance(name, str) for name in module_names):
+            raise TypeError("module_names must be a list of strings")
+        runtime.forkserver_preload = list(module_names)
+
+    def set_executable(self, executable: str | os.PathLike[str]) -> None:
+        """The Python interpreter spawn and the fork server start children with."""
+        runtime.executable = os.fsdecode(executable)
+
+    def freeze_support(self) -> None:
+        """A no-op: frozen executables need it only on Windows."""
+
+    def allow_connection_pickling(self) -> None:
+        """A no-op kept for compatibility: connections pickle where they can."""
+
+    def get_logger(self) -> logging.Logger:
+        """polyproc's logger (see :func:`polyproc.util.get_logger`)."""
+        return util.get_logger()
+
+    def log_to_stderr(self, level: int | str | None = None) -> logging.Logger:
+        """Send polyproc's log records to stderr (see :func:`polyproc.util.log_to_stderr`)."""
+        return util.log_to_stderr(level)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} start method {self.get_start_method(True)!r}>"
+
+
+class ForkContext(BaseContext):
+    """Start children with ``fork``."""
+
+    _name = "fork"
+    Process = ForkProcess
+
+
+class SpawnContext(BaseContext):
+    """Start children as fresh interpreters."""
+
+    _name = "spawn"
+    Process = SpawnProcess
+
+
+class ForkServerContext(BaseContext):
+    """Start children from the fork server."""
+
+    _name = "forkserver"
+    Process = ForkServerProcess
+
+
+_concrete_contexts: dict[str, BaseContext] = {
+    "fork": ForkContext(),
+    "spawn": SpawnContext(),
+    "forkserver": ForkServerContext(),
+}
+
+
+class DefaultContext(BaseContext):
+    """The context behind the module-level API; its method follows set_start_method."""
+
+    Process = Process
+
+    def get_context(self, method: str | None = None) -> BaseContext:
+        if method is None:
+            if runtime.start_method is None:
+                runtime.start_method = default_start_method()
+            return _concrete_contexts[runtime.start_method]
+        return super().get_context(method)
+
+    def get_start_method(self, allow_none: bool = False) -> str | None:
+        """The default start method; fixes it (to the platform default) unless *allow_none*."""
+        if runtime.start_method is None:
+            if allow_none:
+                return None
+            runtime.start_method = default_start_method()
+        return runtime.start_method
+
+    def set_start_method(self, method: str | None, force: bool = False) -> None:
+        """Choose the default start method, once (or again with *force*).
+
+        Raises:
+            RuntimeError: the method is already fixed and *force* is false.
+            ValueError: *method* is unknown.
+        """
+        if runtime.start_method is not None and not force:
+            raise RuntimeError("context has already been set")
+        if method is None and force:
+            runtime.start_method = None
+            return
+        runtime.start_method = super().get_context(method)._name
+
+
+default_context = DefaultContext()
+
+if sys.platform != "linux":  # pragma: no cover - polyproc targets Linux first
+    raise ImportError("polyproc currently supports Linux only")
+
