@@ -22,10 +22,10 @@ demo: $(STAMP)
 	$(BIN)/polyproc demo
 
 ## test: lint, the whole test suite, and a quick slice of CPython's own suite
-test: lint unit compat-quick
+test: lint unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
 unit: $(STAMP)

@@ -15,7 +15,11 @@ Layout (each layer imports only the ones before it)::
 
 from __future__ import annotations
 
+from . import connection as connection
 from . import context as _context
+from . import context as context
+from . import process as process
+from . import util as util
 from .context import Process
 from .exceptions import (
     AuthenticationError,

@@ -1,0 +1,12 @@
+"""The seed tour: the examples of the multiprocessing introduction polyproc grew from.
+
+Each module is a complete program written against ``import polyproc as
+multiprocessing``; ``polyproc demo`` runs each one as its own process (so spawn can
+re-import it as ``__mp_main__``) under every start method.
+"""
+
+# (module, title) in the order of the original article.
+EXAMPLES = [
+    ("process_info", "A Process runs a function in a child; os.getppid/getpid show who is who"),
+    ("threads_vs_processes", "Threads share one list; each process gets its own copy"),
+]

@@ -1,0 +1,122 @@
+"""Functions that run in child processes.
+
+They live at module level in an importable module so that spawn and the fork server can
+find them by reference.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import polyproc
+
+
+def noop() -> None:
+    """Do nothing."""
+
+
+def send_value(conn: Any, value: Any) -> None:
+    """Send *value* back over *conn*."""
+    conn.send(value)
+    conn.close()
+
+
+def report_identity(conn: Any) -> None:
+    """Send what the child knows about itself and its parent."""
+    me = polyproc.current_process()
+    parent = polyproc.parent_process()
+    conn.send(
+        {
+            "name": me.name,
+            "pid": os.getpid(),
+            "ident": me.ident,
+            "daemon": me.daemon,
+            "authkey": bytes(me.authkey),
+            "parent_pid": parent.pid if parent else None,
+            "parent_name": parent.name if parent else None,
+            "parent_alive": parent.is_alive() if parent else None,
+            "main_name": sys.modules["__main__"].__name__,
+        }
+    )
+
+
+def echo_args(conn: Any, *args: Any, **kwargs: Any) -> None:
+    """Send back the arguments received."""
+    conn.send((args, kwargs))
+
+
+def exit_with(code: Any) -> None:
+    """Leave through sys.exit(code)."""
+    sys.exit(code)
+
+
+def raise_value_error(message: str) -> None:
+    """Raise ValueError(message)."""
+    raise ValueError(message)
+
+
+class UnpicklableError(Exception):
+    """An exception whose __init__ breaks unpickling."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a}+{b}")
+
+
+def raise_unpicklable_error() -> None:
+    """Raise an exception that cannot be rebuilt from its args."""
+    raise UnpicklableError(1, 2)
+
+
+def signal_then_block(started: Any) -> None:
+    """Tell the parent we are running (send on a Connection), then block forever."""
+    started.send(os.getpid())
+    while True:
+        signal.pause()
+
+
+def ignore_sigterm_then_block(started: Any) -> None:
+    """Ignore SIGTERM, tell the parent, then block."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    started.send(os.getpid())
+    while True:
+        signal.pause()
+
+
+def start_grandchild(conn: Any, method: str) -> None:
+    """Start a child of our own that blocks; report its pid; then block."""
+    ctx = polyproc.get_context(method)
+    reader, writer = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=signal_then_block, args=(writer,))
+    child.start()
+    conn.send(reader.recv())
+    while True:
+        signal.pause()
+
+
+def recv_and_reply(conn: Any) -> None:
+    """Receive objects and send back their repr until None arrives."""
+    while True:
+        obj = conn.recv()
+        if obj is None:
+            break
+        conn.send(obj)
+
+
+def sleep_briefly() -> None:
+    """A short task for join-with-timeout tests (not synchronisation)."""
+    time.sleep(0.05)
+
+
+class Subclassed(polyproc.Process):
+    """A Process subclass overriding run()."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__()
+        self.conn = conn
+
+    def run(self) -> None:
+        self.conn.send(("run", self.name))

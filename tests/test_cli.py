@@ -1,0 +1,43 @@
+"""The polyproc command: --help, info, and the seed tour."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests._support import START_METHODS
+
+
+def _polyproc(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "polyproc", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_lists_the_commands():
+    """--help names every subcommand."""
+    result = _polyproc("--help")
+    assert 0 == result.returncode
+    assert "demo" in result.stdout and "info" in result.stdout
+
+
+def test_info():
+    """info prints the start methods."""
+    result = _polyproc("info")
+    assert 0 == result.returncode
+    assert "forkserver" in result.stdout
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_demo_runs_the_seed_tour(method):
+    """The tour's examples succeed and show what the article shows."""
+    result = _polyproc("demo", "--start-method", method)
+    assert 0 == result.returncode, result.stderr
+    out = result.stdout
+    assert "hello bob" in out
+    assert "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in out  # threads share one list
+    for i in range(10):
+        assert f"\n[{i}]\n" in out  # each process has its own
+    assert "the parent's list is still []" in out

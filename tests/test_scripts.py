@@ -1,0 +1,157 @@
+"""Whole programs run as a user runs them: main-module handling, guards, orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from tests._support import SHORT_TIMEOUT, START_METHODS, wait_until
+
+
+def _run_script(tmp_path, body: str, *args: str, **kwargs):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(body))
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=SHORT_TIMEOUT,
+        cwd=tmp_path,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_main_module_functions_and_classes(tmp_path, method):
+    """A target defined in the main script runs; spawn re-imports it as __mp_main__."""
+    result = _run_script(
+        tmp_path,
+        """
+        import sys
+        import polyproc as multiprocessing
+
+        class Box:
+            def __init__(self, v):
+                self.v = v
+
+        def f(conn, box):
+            conn.send((__name__, box.v * 2))
+
+        if __name__ == '__main__':
+            ctx = multiprocessing.get_context(sys.argv[1])
+            r, w = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=f, args=(w, Box(21)))
+            p.start()
+            print(r.recv())
+            p.join()
+            print(p.exitcode)
+        """,
+        method,
+    )
+    assert 0 == result.returncode, result.stderr
+    expected_name = "__main__" if method == "fork" else "__mp_main__"
+    assert f"('{expected_name}', 42)\n0\n" == result.stdout
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_functions_of_a_main_without_a_file_travel_by_value(method):
+    """Like a notebook: `python -c` has no main file, yet its functions run in children."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import polyproc as multiprocessing
+        def f(conn, x):
+            conn.send(x * x)
+        ctx = multiprocessing.get_context(sys.argv[1])
+        r, w = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=f, args=(w, 7))
+        p.start()
+        print(r.recv())
+        p.join()
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, method], capture_output=True, text=True, timeout=SHORT_TIMEOUT
+    )
+    assert 0 == result.returncode, result.stderr
+    assert "49\n" == result.stdout
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_missing_main_guard_is_a_clear_error_not_a_fork_bomb(tmp_path, method):
+    """Without `if __name__ == '__main__'`, the child refuses to start processes."""
+    result = _run_script(
+        tmp_path,
+        """
+        import sys
+        import polyproc as multiprocessing
+        ctx = multiprocessing.get_context(sys.argv[1])
+        p = ctx.Process(target=print, args=("hi",))
+        p.start()
+        p.join()
+        print("exitcode", p.exitcode)
+        """,
+        method,
+    )
+    assert "exitcode 1" in result.stdout
+    assert "bootstrapping phase" in result.stderr
+    assert result.stdout.count("exitcode") == 1  # the child did not run the script's body
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_no_orphans_when_the_parent_is_killed(tmp_path, method):
+    """A child (and its own child) exits within 1 s of its parent dying by SIGKILL."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys, signal
+            import polyproc as multiprocessing
+            from tests import _workers
+            if __name__ == '__main__':
+                ctx = multiprocessing.get_context(sys.argv[1])
+                r, w = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=_workers.start_grandchild, args=(w, sys.argv[1]))
+                p.start()
+                grandchild = r.recv()
+                print(p.pid, grandchild, flush=True)
+                while True:
+                    signal.pause()
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    parent = subprocess.Popen(
+        [sys.executable, str(script), method], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        line = parent.stdout.readline()
+        child_pid, grandchild_pid = map(int, line.split())
+        parent.kill()
+        parent.wait(SHORT_TIMEOUT)
+        killed_at = time.monotonic()
+
+        def gone(pid: int) -> bool:
+            try:
+                return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+
+        assert wait_until(lambda: gone(child_pid) and gone(grandchild_pid), SHORT_TIMEOUT)
+        assert time.monotonic() - killed_at < 1.0
+    finally:
+        parent.kill()
+        parent.wait(SHORT_TIMEOUT)
+        for pid in (locals().get("child_pid"), locals().get("grandchild_pid")):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
