@@ -243,6 +243,12 @@ def _read_exact(handle: int, size: int) -> bytes | bytearray:
     """Read exactly *size* bytes; EOFError if the stream ends first."""
     if size == 0:
         return b""
+    if size > _SMALL:
+        # Large: one buffer, filled in place (a first os.read would allocate and shrink
+        # a second buffer of the full size).
+        buf = bytearray(size)
+        _read_into(handle, memoryview(buf))
+        return buf
     chunk = os.read(handle, size)
     got = len(chunk)
     if got == size:
