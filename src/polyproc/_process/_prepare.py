@@ -73,8 +73,22 @@ def apply(data: dict[str, Any]) -> None:
 
 
 def import_main_path(main_path: str) -> None:
-    """Run the script *main_path* as module ``__mp_main__`` and alias it as ``__main__``."""
-    import runpy  # spawned children and the fork server only
+    """Run the script *main_path* as module ``__mp_main__`` and alias it as ``__main__``.
+
+    A plain ``.py`` file is compiled and executed directly; anything else (a directory or
+    zip file with a ``__main__.py``) goes through ``runpy``, whose import costs a spawned
+    child about 4 ms.
+    """
+    if main_path.endswith(".py") and os.path.isfile(main_path):
+        module = types.ModuleType("__mp_main__")
+        module.__file__ = main_path
+        module.__package__ = ""
+        with open(main_path, "rb") as source:
+            code = compile(source.read(), main_path, "exec")
+        sys.modules["__main__"] = sys.modules["__mp_main__"] = module
+        exec(code, module.__dict__)
+        return
+    import runpy
 
     _import_main(runpy.run_path(main_path, run_name="__mp_main__"), main_path)
 

@@ -12,8 +12,6 @@ a silent or garbage-sending peer costs at most the handshake timeout.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import time
 
@@ -52,14 +50,24 @@ def authenticate_connecting(conn: Connection, authkey: bytes, timeout: float) ->
 
 
 def _digest(authkey: bytes, nonce: bytes) -> bytes:
+    # hashlib loads OpenSSL (~2 ms): imported on first handshake, not by every child.
+    import hashlib
+    import hmac
+
     return hmac.new(authkey, nonce, hashlib.sha256).digest()
+
+
+def _same_digest(a: bytes, b: bytes) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a, b)
 
 
 def _verify_peer(conn: Connection, authkey: bytes, deadline: float) -> None:
     nonce = os.urandom(_NONCE_BYTES)
     conn.send_bytes(_CHALLENGE + nonce)
     answer = _recv_bounded(conn, deadline)
-    if hmac.compare_digest(answer, _digest(authkey, nonce)):
+    if _same_digest(answer, _digest(authkey, nonce)):
         conn.send_bytes(_WELCOME)
         return
     conn.send_bytes(_FAILURE)

@@ -8,11 +8,8 @@ address gets a Unix socket in a fresh private directory, readable only by its us
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import socket
-import tempfile
 
 from ..exceptions import AuthenticationError
 from ._auth import HANDSHAKE_TIMEOUT_S, authenticate_accepted, authenticate_connecting
@@ -72,6 +69,8 @@ class Listener:
         self._private_dir: str | None = None
         if address is None:
             if family == "AF_UNIX":
+                import tempfile  # not every process that imports polyproc listens
+
                 self._private_dir = tempfile.mkdtemp(prefix="polyproc-")
                 address = os.path.join(self._private_dir, "listener")
             else:
@@ -130,12 +129,16 @@ class Listener:
         if sock is not None:
             sock.close()
             if self._unlink_path:
-                with contextlib.suppress(OSError):
+                try:
                     os.unlink(self._unlink_path)
+                except OSError:
+                    pass
             self._remove_private_dir()
 
     def _remove_private_dir(self) -> None:
         if self._private_dir is not None:
+            import shutil
+
             shutil.rmtree(self._private_dir, ignore_errors=True)
             self._private_dir = None
 
