@@ -155,3 +155,57 @@ def test_no_orphans_when_the_parent_is_killed(tmp_path, method):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+def test_forkserver_preload_imports_modules_once_in_the_server(tmp_path):
+    """set_forkserver_preload: the listed modules are loaded before any child asks."""
+    result = _run_script(
+        tmp_path,
+        """
+        import sys
+        import polyproc as multiprocessing
+
+        def f(conn):
+            conn.send("xml.dom.minidom" in sys.modules)
+
+        if __name__ == '__main__':
+            multiprocessing.set_forkserver_preload(["__main__", "xml.dom.minidom"])
+            ctx = multiprocessing.get_context("forkserver")
+            r, w = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=f, args=(w,))
+            p.start()
+            print(r.recv(), "xml.dom.minidom" in sys.modules)
+            p.join()
+        """,
+    )
+    assert 0 == result.returncode, result.stderr
+    assert "True False\n" == result.stdout
+
+
+def test_set_executable_is_used_by_spawn(tmp_path):
+    """set_executable: spawn starts children with the given interpreter (here a wrapper)."""
+    wrapper = tmp_path / "wrapped-python"
+    wrapper.write_text(f'#!/bin/sh\nPOLYPROC_WRAPPED=yes exec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    result = _run_script(
+        tmp_path,
+        """
+        import os, sys
+        import polyproc as multiprocessing
+
+        def f(conn):
+            conn.send(os.environ.get("POLYPROC_WRAPPED"))
+
+        if __name__ == '__main__':
+            multiprocessing.set_executable(sys.argv[1])
+            ctx = multiprocessing.get_context("spawn")
+            r, w = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=f, args=(w,))
+            p.start()
+            print(r.recv())
+            p.join()
+        """,
+        str(wrapper),
+    )
+    assert 0 == result.returncode, result.stderr
+    assert "yes\n" == result.stdout

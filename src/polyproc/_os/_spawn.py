@@ -13,6 +13,15 @@ __all__ = ["interpreter_flags", "spawn_executable"]
 _inherit_lock = threading.Lock()
 
 
+def _reset_after_fork() -> None:
+    # A thread of the parent may have held the lock at the instant of fork.
+    global _inherit_lock
+    _inherit_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 def spawn_executable(argv: list[str], pass_fds: list[int]) -> int:
     """Start ``argv[0]`` with *argv*, passing *pass_fds* under the same numbers.
 

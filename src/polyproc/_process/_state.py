@@ -65,6 +65,7 @@ class Runtime:
         """Reset the state inherited from the parent: we are now *current*."""
         self.current = current
         self.parent = parent
+        self.lock = threading.RLock()  # a parent thread may have held it at fork time
         self.children = set()
         self.counter = itertools.count(1)
         self.forkserver = None
