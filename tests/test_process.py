@@ -232,3 +232,25 @@ def test_daemon_flag(ctx):
     with pytest.raises(AssertionError):
         p.daemon = False
     p.join(SHORT_TIMEOUT)
+
+
+def test_child_started_from_a_thread_outlives_that_thread(ctx):
+    """The no-orphan watch follows the parent process, not the thread that started it."""
+    reader, writer = ctx.Pipe(duplex=False)
+    started: list = []
+
+    def starter():
+        p = ctx.Process(target=_workers.signal_then_block, args=(writer,))
+        p.start()
+        started.append(p)
+
+    t = threading.Thread(target=starter)
+    t.start()
+    t.join(SHORT_TIMEOUT)
+    assert not t.is_alive()
+    p = started[0]
+    assert reader.poll(SHORT_TIMEOUT) and reader.recv() == p.pid
+    p.join(0.2)  # a child killed with its starting thread would have exited by now
+    assert p.is_alive()
+    p.kill()
+    p.join(SHORT_TIMEOUT)

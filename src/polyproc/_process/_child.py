@@ -8,11 +8,13 @@ exception to the parent, and joins what must be joined before the caller exits.
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import sys
 import threading
 
+from .._os._deathsig import set_parent_death_signal
 from .._os._wait import wait_readable
 from .._wire._remote_error import pack_exception
 from ._process import ParentProcess, exit_children
@@ -23,31 +25,34 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["ORPHAN_GRACE_S", "flush_std_streams", "run_child", "watch_parent", "write_report"]
-
-# After the parent dies: SIGTERM to ourselves at once, SIGKILL after this grace period.
-ORPHAN_GRACE_S = 0.5
+__all__ = ["flush_std_streams", "run_child", "watch_parent", "write_report"]
 
 
-def watch_parent(parent_handle: int) -> None:
-    """End this process soon after the process behind *parent_handle* (a pidfd) ends.
+def watch_parent(parent_handle: int, *, by_kernel: bool = False) -> None:
+    """Kill this process (SIGKILL) as soon as the process behind *parent_handle* ends.
 
-    A daemon thread waits on the handle; when the parent is gone it sends this process
-    SIGTERM, then SIGKILL after :data:`ORPHAN_GRACE_S` if a handler kept it alive. This is
-    what keeps a child from being orphaned even when its parent is killed with SIGKILL.
+    This is what keeps a child from being orphaned, even when its parent is killed with
+    SIGKILL. With *by_kernel* (a forked child whose parent forked it from its main thread)
+    the kernel does it through the parent-death signal; otherwise a small thread waits on
+    the parent's pidfd. Either way, a parent already gone means we exit at once.
     """
+    if by_kernel and set_parent_death_signal(signal.SIGKILL):
+        if wait_readable([parent_handle], 0):  # it died before the signal was armed
+            os._exit(1)
+        return
 
     def _watch() -> None:
         wait_readable([parent_handle], None)
-        os.kill(os.getpid(), signal.SIGTERM)
-        wait_readable([parent_handle], ORPHAN_GRACE_S)  # a plain, interruptible pause
         os.kill(os.getpid(), signal.SIGKILL)
 
-    thread = threading.Thread(target=_watch, name="polyproc-parent-watch", daemon=True)
-    thread.start()
+    # A bare thread: threading.Thread.start() waits for a handshake that would add a
+    # quarter of a millisecond to every process start.
+    _thread.start_new_thread(_watch, ())
 
 
-def run_child(process: Any, *, report_fd: int, parent_handle: int) -> int:
+def run_child(
+    process: Any, *, report_fd: int, parent_handle: int, watch_by_kernel: bool = False
+) -> int:
     """Run *process* as the current process; return its exit code.
 
     The caller exits with that code (``os._exit`` after a fork, ``sys.exit`` after a
@@ -56,7 +61,7 @@ def run_child(process: Any, *, report_fd: int, parent_handle: int) -> int:
     runtime.become_child(
         process, ParentProcess(process._parent_name, process._parent_pid, parent_handle)
     )
-    watch_parent(parent_handle)
+    watch_parent(parent_handle, by_kernel=watch_by_kernel)
     _stdin_to_devnull()
     try:
         try:

@@ -13,6 +13,7 @@ import pickle
 import signal
 import threading
 
+from .._os._deathsig import prepare as prepare_deathsig
 from .._os._pipes import read_available
 from .._os._procs import reap
 from .._os._spawn import interpreter_flags, spawn_executable
@@ -62,15 +63,23 @@ class DirectChild:
         self._lock = threading.Lock()
 
     def poll(self) -> int | None:
-        if self._returncode is None:
-            with self._lock:
+        # Never blocks: if another thread is inside a blocking wait(), report "running"
+        # until that wait has collected the status.
+        if self._returncode is None and self._lock.acquire(blocking=False):
+            try:
                 if self._returncode is None:
                     self._returncode = reap(self.pid, block=False)
+            finally:
+                self._lock.release()
         return self._returncode
 
     def wait(self, timeout: float | None) -> int | None:
         if self._returncode is None:
-            if not wait_readable([self.sentinel], timeout):
+            if timeout is None:
+                with self._lock:
+                    if self._returncode is None:
+                        self._returncode = reap(self.pid, block=True)
+            elif not wait_readable([self.sentinel], timeout):
                 return None
             return self.poll()
         return self._returncode
@@ -99,6 +108,9 @@ class ForkLauncher:
 
     def launch(self, process: Any) -> DirectChild:
         parent_handle = runtime.self_handle()
+        # The parent-death signal follows the forking thread: only the main thread's
+        # children may use it (see _os._deathsig).
+        by_kernel = threading.current_thread() is threading.main_thread() and prepare_deathsig()
         report_r, report_w = os.pipe()
         flush_std_streams()
         pid = os.fork()
@@ -106,7 +118,12 @@ class ForkLauncher:
             exitcode = 1
             try:
                 os.close(report_r)
-                exitcode = run_child(process, report_fd=report_w, parent_handle=parent_handle)
+                exitcode = run_child(
+                    process,
+                    report_fd=report_w,
+                    parent_handle=parent_handle,
+                    watch_by_kernel=by_kernel,
+                )
             finally:
                 os._exit(exitcode)
         os.close(report_w)
