@@ -120,3 +120,12 @@ class Subclassed(polyproc.Process):
 
     def run(self) -> None:
         self.conn.send(("run", self.name))
+
+
+def use_sent_connection_and_socket(conn: Any) -> None:
+    """Receive a (Connection, socket) pair and greet through both."""
+    other, sock = conn.recv()
+    other.send("hello over a sent connection")
+    sock.sendall(b"hello over a sent socket")
+    other.close()
+    sock.close()

@@ -217,3 +217,33 @@ def test_wait_returns_ready_objects():
     assert [c] == wait([a, c], SHORT_TIMEOUT)
     b.close()
     assert {id(a), id(c)} == {id(x) for x in wait([a, c], SHORT_TIMEOUT)}
+
+
+def test_connections_and_sockets_can_be_sent_to_a_running_process(ctx):
+    """A Connection or socket sent over a Pipe after start arrives working."""
+    parent_end, child_end = ctx.Pipe()
+    p = ctx.Process(target=_workers.use_sent_connection_and_socket, args=(child_end,))
+    p.start()
+    mine, theirs = ctx.Pipe()
+    sock_mine, sock_theirs = socket.socketpair()
+    parent_end.send((theirs, sock_theirs))
+    theirs.close()
+    sock_theirs.close()
+    assert mine.poll(SHORT_TIMEOUT)
+    assert "hello over a sent connection" == mine.recv()
+    assert b"hello over a sent socket" == sock_mine.recv(100)
+    p.join(SHORT_TIMEOUT)
+    assert 0 == p.exitcode
+    sock_mine.close()
+
+
+def test_a_sent_connection_can_be_received_once():
+    """The key of a shared descriptor works once; a replay gets OSError, not a hang."""
+    import pickle
+
+    a, _b = polyproc.Pipe()
+    data = pickle.dumps(a)
+    first = pickle.loads(data)
+    with pytest.raises(OSError):
+        pickle.loads(data)
+    first.close()

@@ -16,6 +16,7 @@ import struct
 from .._os._wait import wait_readable
 from ..exceptions import BufferTooShort
 from . import _pickling
+from ._fd_sharing import fetch_fd, offer_fd
 
 # typing costs a spawned child ~8 ms to import; annotations are never evaluated.
 TYPE_CHECKING = False
@@ -88,6 +89,14 @@ class Connection:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def __reduce__(self) -> Any:
+        """Pickle as a claim on a duplicate of the descriptor (see ``_fd_sharing``).
+
+        The process that unpickles it receives its own descriptor; this end stays open.
+        """
+        address, key = offer_fd(self._check_open())
+        return _rebuild_shared_connection, (address, key, self._readable, self._writable)
 
     def __repr__(self) -> str:
         state = "closed" if self._handle is None else f"handle={self._handle}"
@@ -290,15 +299,15 @@ def _import_connection(state: tuple[int, bool, bool], fds: list[int]) -> Connect
     return Connection(os.dup(fds[index]), readable, writable)
 
 
-def _refuse_pickling(conn: Connection) -> Any:
-    raise TypeError(
-        "a Connection can be given to a child process only as an argument of Process "
-        "(or through another Connection's parent at start); it cannot be pickled here"
-    )
+def _rebuild_shared_connection(
+    address: str, key: bytes, readable: bool, writable: bool
+) -> Connection:
+    return Connection(fetch_fd(address, key), readable, writable)
 
 
+# At a process start the descriptor travels with the request; afterwards, through the
+# sender's fd server (Connection.__reduce__).
 _pickling.register_transfer(Connection, _export_connection, _import_connection)
-_pickling.register_reducer(Connection, _refuse_pickling)
 
 
 def wait(object_list: Any, timeout: float | None = None) -> list[Any]:
@@ -316,3 +325,25 @@ def wait(object_list: Any, timeout: float | None = None) -> list[Any]:
         by_fd.setdefault(fd, []).append(obj)
     ready_fds = set(wait_readable(list(by_fd), timeout))
     return [obj for obj in objects if (obj if isinstance(obj, int) else obj.fileno()) in ready_fds]
+
+
+def _export_socket(sock: socket.socket, fds: list[int]) -> int:
+    fds.append(sock.fileno())
+    return len(fds) - 1
+
+
+def _import_socket(index: int, fds: list[int]) -> socket.socket:
+    return socket.socket(fileno=os.dup(fds[index]))
+
+
+def _reduce_socket(sock: socket.socket) -> Any:
+    return _rebuild_shared_socket, offer_fd(sock.fileno())
+
+
+def _rebuild_shared_socket(address: str, key: bytes) -> socket.socket:
+    return socket.socket(fileno=fetch_fd(address, key))
+
+
+# Sockets travel like connections, as multiprocessing lets them.
+_pickling.register_transfer(socket.socket, _export_socket, _import_socket)
+_pickling.register_reducer(socket.socket, _reduce_socket)

@@ -1,0 +1,118 @@
+"""Hand a file descriptor to whichever process unpickles an object that holds it.
+
+A process start carries descriptors by itself (see ``_pickling.TransferPickler``). For a
+connection or socket sent later, over a pipe or a queue, the sender *offers* a duplicate
+of the descriptor here and pickles only ``(address, key)``; the receiver connects to the
+sender's fd server, presents the key, and receives the descriptor over ``SCM_RIGHTS``.
+
+The fd server is one daemon thread per process, started on the first offer. It listens on
+a Unix socket in Linux's abstract namespace (nothing on disk to clean up), serves only
+peers of the same user id, and hands each offer out once: the key, 32 random bytes, is the
+capability. The sender must still be alive when the receiver unpickles, as with
+multiprocessing's own resource sharer.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+
+__all__ = ["fetch_fd", "offer_fd"]
+
+_KEY_BYTES = 32
+_CREDS = struct.Struct("3i")
+_SERVE_TIMEOUT_S = 5.0
+
+
+class _FdServer:
+    def __init__(self) -> None:
+        self.address = f"\0polyproc-fds-{os.getpid()}-{os.urandom(8).hex()}"
+        self._offers: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.address)
+        self._listener.listen(64)
+        self._uid = os.getuid()
+        thread = threading.Thread(
+            target=self._serve, name=f"polyproc-fd-server-{os.getpid()}", daemon=True
+        )
+        thread.start()
+
+    def offer(self, fd: int) -> bytes:
+        key = os.urandom(_KEY_BYTES)
+        with self._lock:
+            self._offers[key] = os.dup(fd)
+        return key
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    self._serve_one(conn)
+                except OSError:
+                    pass  # a peer that vanished or misbehaved costs only its own request
+
+    def _serve_one(self, conn: socket.socket) -> None:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size)
+        if _CREDS.unpack(creds)[1] != self._uid:
+            return
+        conn.settimeout(_SERVE_TIMEOUT_S)
+        key = b""
+        while len(key) < _KEY_BYTES:
+            chunk = conn.recv(_KEY_BYTES - len(key))
+            if not chunk:
+                return
+            key += chunk
+        with self._lock:
+            fd = self._offers.pop(key, None)
+        if fd is None:
+            conn.sendall(b"n")
+            return
+        try:
+            socket.send_fds(conn, [b"y"], [fd])
+        finally:
+            os.close(fd)
+
+
+_server: _FdServer | None = None
+_server_pid = -1
+_server_lock = threading.Lock()
+
+
+def offer_fd(fd: int) -> tuple[str, bytes]:
+    """Offer a duplicate of *fd* to one future :func:`fetch_fd`; returns (address, key)."""
+    global _server, _server_pid
+    with _server_lock:
+        if _server is None or _server_pid != os.getpid():  # a forked child needs its own
+            _server, _server_pid = _FdServer(), os.getpid()
+        server = _server
+    return server.address, server.offer(fd)
+
+
+def fetch_fd(address: str, key: bytes) -> int:
+    """Receive the descriptor offered under *key* by the process serving *address*.
+
+    Raises:
+        OSError: the offering process is gone, or the offer was already taken.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(address)
+        conn.sendall(key)
+        _msg, fds, _flags, _addr = socket.recv_fds(conn, 1, 1)
+    if not fds:
+        raise OSError("the descriptor offered with this object was already taken or withdrawn")
+    return fds[0]
+
+
+def _reset_after_fork() -> None:
+    global _server_lock
+    _server_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
