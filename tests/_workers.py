@@ -129,3 +129,48 @@ def use_sent_connection_and_socket(conn: Any) -> None:
     sock.sendall(b"hello over a sent socket")
     other.close()
     sock.close()
+
+
+def hold_lock_then_block(lock: Any, conn: Any) -> None:
+    """Acquire *lock*, say so, and block holding it (until killed)."""
+    lock.acquire()
+    conn.send("holding")
+    while True:
+        signal.pause()
+
+
+def increment_many(value: Any, times: int) -> None:
+    """Increment a shared Value *times* times under its lock."""
+    for _ in range(times):
+        with value.get_lock():
+            value.value += 1
+
+
+def negate_all(num: Any, arr: Any) -> None:
+    """The seed's Value/Array example: set num to pi, negate every item."""
+    num.value = 3.1415927
+    for i in range(len(arr)):
+        arr[i] = -arr[i]
+
+
+def wait_on_condition(cond: Any, ready: Any, conn: Any) -> None:
+    """Wait on *cond* after releasing *ready*; report whether we were notified."""
+    with cond:
+        ready.release()
+        conn.send(cond.wait(30))
+
+
+def wait_for_event(event: Any, conn: Any) -> None:
+    """Report the result of waiting on *event*."""
+    conn.send(event.wait(30))
+
+
+def cross_barrier(barrier: Any, conn: Any) -> None:
+    """Wait at *barrier* and report our index."""
+    conn.send(barrier.wait(30))
+
+
+def print_under_lock(lock: Any, i: int) -> None:
+    """The seed's Lock example."""
+    with lock:
+        print("hello world", i, flush=True)

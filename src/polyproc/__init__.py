@@ -19,9 +19,12 @@ from . import connection as connection
 from . import context as _context
 from . import context as context
 from . import process as process
+from . import sharedctypes as sharedctypes
+from . import synchronize as synchronize
 from . import util as util
 from .context import Process
 from .exceptions import (
+    AbandonedLockWarning,
     AuthenticationError,
     BufferTooShort,
     ProcessError,
@@ -33,14 +36,26 @@ from .exceptions import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AbandonedLockWarning",
+    "Array",
     "AuthenticationError",
+    "Barrier",
+    "BoundedSemaphore",
     "BufferTooShort",
+    "Condition",
+    "Event",
+    "Lock",
     "Pipe",
     "Process",
     "ProcessError",
+    "RLock",
+    "RawArray",
+    "RawValue",
     "RemoteError",
+    "Semaphore",
     "SerializationError",
     "TimeoutError",
+    "Value",
     "active_children",
     "allow_connection_pickling",
     "cpu_count",
@@ -59,7 +74,18 @@ __all__ = [
 
 _default = _context.default_context
 
+Array = _default.Array
+Barrier = _default.Barrier
+BoundedSemaphore = _default.BoundedSemaphore
+Condition = _default.Condition
+Event = _default.Event
+Lock = _default.Lock
 Pipe = _default.Pipe
+RLock = _default.RLock
+RawArray = _default.RawArray
+RawValue = _default.RawValue
+Semaphore = _default.Semaphore
+Value = _default.Value
 active_children = _default.active_children
 allow_connection_pickling = _default.allow_connection_pickling
 cpu_count = _default.cpu_count

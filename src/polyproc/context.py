@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import util
+from . import sharedctypes, synchronize, util
 from ._process._process import (
     BaseProcess,
     active_children,
@@ -25,6 +25,7 @@ from .exceptions import AuthenticationError, BufferTooShort, ProcessError, Timeo
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from typing import Any
 
 
 __all__ = [
@@ -96,6 +97,55 @@ class BaseContext:
         With *duplex* false the first can only receive and the second only send.
         """
         return make_pipe(duplex)
+
+    # -- shared state (polyproc.synchronize, polyproc.sharedctypes) -------------------
+    def Lock(self) -> synchronize.Lock:
+        """A non-recursive lock shared between processes."""
+        return synchronize.Lock()
+
+    def RLock(self) -> synchronize.RLock:
+        """A recursive lock shared between processes."""
+        return synchronize.RLock()
+
+    def Condition(self, lock: Any = None) -> synchronize.Condition:
+        """A condition variable over *lock* (a new RLock by default)."""
+        return synchronize.Condition(lock)
+
+    def Semaphore(self, value: int = 1) -> synchronize.Semaphore:
+        """A counting semaphore."""
+        return synchronize.Semaphore(value)
+
+    def BoundedSemaphore(self, value: int = 1) -> synchronize.BoundedSemaphore:
+        """A semaphore that cannot be released above its initial value."""
+        return synchronize.BoundedSemaphore(value)
+
+    def Event(self) -> synchronize.Event:
+        """An event flag shared between processes."""
+        return synchronize.Event()
+
+    def Barrier(
+        self, parties: int, action: Any = None, timeout: float | None = None
+    ) -> synchronize.Barrier:
+        """A barrier for *parties* processes."""
+        return synchronize.Barrier(parties, action, timeout)
+
+    def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
+        """A ctypes object in shared memory, without a lock."""
+        return sharedctypes.RawValue(typecode_or_type, *args)
+
+    def RawArray(self, typecode_or_type: Any, size_or_initializer: Any) -> Any:
+        """A ctypes array in shared memory, without a lock."""
+        return sharedctypes.RawArray(typecode_or_type, size_or_initializer)
+
+    def Value(self, typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
+        """A ctypes object in shared memory, guarded by a lock unless *lock* is False."""
+        return sharedctypes.Value(typecode_or_type, *args, lock=lock)
+
+    def Array(
+        self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True
+    ) -> Any:
+        """A ctypes array in shared memory, guarded by a lock unless *lock* is False."""
+        return sharedctypes.Array(typecode_or_type, size_or_initializer, lock=lock)
 
     def get_context(self, method: str | None = None) -> BaseContext:
         """The context of *method* (``'fork'``, ``'spawn'``, ``'forkserver'``).

@@ -12,6 +12,9 @@ switching to polyproc never turns a handled error into an unhandled one::
     └── RemoteError                   an exception raised in another process that could not
                                       itself be sent back; carries the type name and text
 
+    AbandonedLockWarning              a RuntimeWarning: a lock was taken over from a process
+                                      that died holding it
+
     RemoteTraceback                   not raised: attached as ``__cause__`` of an exception
                                       that crossed a process boundary, holding the traceback
                                       as the other process printed it
@@ -26,6 +29,7 @@ import builtins
 import pickle
 
 __all__ = [
+    "AbandonedLockWarning",
     "AuthenticationError",
     "BufferTooShort",
     "ProcessError",
@@ -96,3 +100,13 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class AbandonedLockWarning(RuntimeWarning):
+    """A lock was acquired by taking it over from a process that died holding it.
+
+    The acquire succeeds, so no process waits forever on a dead holder, but the state the
+    lock protects may be half-updated. Turn the warning into an error
+    (``warnings.simplefilter("error", AbandonedLockWarning)``) to make such an acquire
+    raise instead; the lock is then released again.
+    """

@@ -61,7 +61,7 @@ class AuthenticationString(bytes):
         )
 
 
-def _export_authkey(key: AuthenticationString, fds: list[int]) -> bytes:
+def _export_authkey(key: AuthenticationString, add_fd: Any) -> bytes:
     return bytes(key)
 
 

@@ -21,6 +21,7 @@ from ._fd_sharing import fetch_fd, offer_fd
 # typing costs a spawned child ~8 ms to import; annotations are never evaluated.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = ["Connection", "make_pipe", "wait"]
@@ -289,9 +290,10 @@ def make_pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     return Connection(read_fd, writable=False), Connection(write_fd, readable=False)
 
 
-def _export_connection(conn: Connection, fds: list[int]) -> tuple[int, bool, bool]:
-    fds.append(conn._check_open())
-    return len(fds) - 1, conn.readable, conn.writable
+def _export_connection(
+    conn: Connection, add_fd: Callable[[int], int]
+) -> tuple[int, bool, bool]:
+    return add_fd(conn._check_open()), conn.readable, conn.writable
 
 
 def _import_connection(state: tuple[int, bool, bool], fds: list[int]) -> Connection:
@@ -327,9 +329,8 @@ def wait(object_list: Any, timeout: float | None = None) -> list[Any]:
     return [obj for obj in objects if (obj if isinstance(obj, int) else obj.fileno()) in ready_fds]
 
 
-def _export_socket(sock: socket.socket, fds: list[int]) -> int:
-    fds.append(sock.fileno())
-    return len(fds) - 1
+def _export_socket(sock: socket.socket, add_fd: Callable[[int], int]) -> int:
+    return add_fd(sock.fileno())
 
 
 def _import_socket(index: int, fds: list[int]) -> socket.socket:

@@ -52,8 +52,11 @@ PROTOCOL = pickle.HIGHEST_PROTOCOL
 # Reducers for types the standard pickler cannot handle, shared by every pickler here.
 _dispatch_table: dict[type, Callable[[Any], Any]] = dict(copyreg.dispatch_table)
 
-# type -> (export(obj, fds) -> state, import(state, fds) -> obj) for process starts.
-_transfers: dict[type, tuple[Callable[[Any, list[int]], Any], Callable[[Any, list[int]], Any]]] = {}
+# type -> (export(obj, add_fd) -> state, import(state, fds) -> obj) for process starts.
+if TYPE_CHECKING:
+    _Export = Callable[[Any, Callable[[int], int]], Any]
+    _Import = Callable[[Any, list[int]], Any]
+_transfers: dict[type, tuple[_Export, _Import]] = {}
 # Import side looked up by a stable name, since the class itself may not pickle.
 _transfer_imports: dict[str, Callable[[Any, list[int]], Any]] = {}
 
@@ -65,14 +68,16 @@ def register_reducer(cls: type, reducer: Callable[[Any], Any]) -> None:
 
 def register_transfer(
     cls: type,
-    export: Callable[[Any, list[int]], Any],
+    export: Callable[[Any, Callable[[int], int]], Any],
     import_: Callable[[Any, list[int]], Any],
 ) -> None:
     """Let instances of *cls* be given to a child at process start.
 
-    *export(obj, fds)* appends the descriptors the child needs to *fds* and returns a
-    picklable state; *import_(state, fds)* runs in the child with the received
-    descriptors (in the same order) and returns the rebuilt object.
+    *export(obj, add_fd)* calls ``add_fd(fd)`` for each descriptor the child needs (it
+    returns the descriptor's index in what the child receives; a descriptor added twice is
+    sent once) and returns a picklable state; *import_(state, fds)* runs in the child with
+    the received descriptors and returns the rebuilt object. It must not keep ``fds[i]``
+    itself (the caller closes them after unpickling): it duplicates what it keeps.
     """
     key = f"{cls.__module__}.{cls.__qualname__}"
     _transfers[cls] = (export, import_)
@@ -201,10 +206,17 @@ class TransferPickler(ByValuePickler):
     order :class:`TransferUnpickler` expects them.
     """
 
-    def __init__(self, file: Any, *, by_value_main: bool = True) -> None:
+    def __init__(self, file: Any) -> None:
         super().__init__(file, PROTOCOL)
         self.fds: list[int] = []
-        self._by_value_main = by_value_main
+        self._index: dict[int, int] = {}
+
+    def _add_fd(self, fd: int) -> int:
+        index = self._index.get(fd)
+        if index is None:
+            index = self._index[fd] = len(self.fds)
+            self.fds.append(fd)
+        return index
 
     def persistent_id(self, obj: Any) -> Any:
         transfer = _transfers.get(type(obj))
@@ -212,7 +224,7 @@ class TransferPickler(ByValuePickler):
             return None
         cls = type(obj)
         key = f"{cls.__module__}.{cls.__qualname__}"
-        return ("polyproc-transfer", key, transfer[0](obj, self.fds))
+        return ("polyproc-transfer", key, transfer[0](obj, self._add_fd))
 
 
 class TransferUnpickler(pickle.Unpickler):

@@ -1,0 +1,30 @@
+"""Synchronization primitives shared between processes, as in :mod:`multiprocessing.synchronize`.
+
+Lock, RLock, Semaphore and BoundedSemaphore are native futex semaphores in shared memory;
+Condition, Event and Barrier are built on them. A lock whose holder dies is taken over by
+the next waiter, with an :class:`~polyproc.exceptions.AbandonedLockWarning`.
+"""
+
+from __future__ import annotations
+
+from ._shared._synchronize import (
+    Barrier,
+    BoundedSemaphore,
+    Condition,
+    Event,
+    Lock,
+    RLock,
+    Semaphore,
+    SemLock,
+)
+
+__all__ = [
+    "Barrier",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Lock",
+    "RLock",
+    "SemLock",
+    "Semaphore",
+]
