@@ -1,18 +1,21 @@
-"""Build the one native module (everything else is declared in pyproject.toml).
+"""Build the native modules (everything else is declared in pyproject.toml).
 
-``polyproc._os._semaphore``: process-shared semaphores on Linux futexes, the base of
-Lock, RLock, Semaphore and the queues; see the header comment of its C source for why it
-is native.
+- ``polyproc._os._semaphore``: process-shared semaphores on Linux futexes, the base of
+  Lock, RLock and Semaphore;
+- ``polyproc._os._ring``: the shared-memory message ring behind the queues.
+
+The header comment of each C source says why it is native.
 """
 
 from setuptools import Extension, setup
 
+FLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+
 setup(
     ext_modules=[
         Extension(
-            "polyproc._os._semaphore",
-            sources=["src/polyproc/_os/_semaphore.c"],
-            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-        )
+            "polyproc._os._semaphore", ["src/polyproc/_os/_semaphore.c"], extra_compile_args=FLAGS
+        ),
+        Extension("polyproc._os._ring", ["src/polyproc/_os/_ring.c"], extra_compile_args=FLAGS),
     ]
 )

@@ -174,3 +174,48 @@ def print_under_lock(lock: Any, i: int) -> None:
     """The seed's Lock example."""
     with lock:
         print("hello world", i, flush=True)
+
+
+def put_n_hello(q: Any, n: int) -> None:
+    """The seed's Queue example: put [n, 'hello']."""
+    q.put([n, "hello"])
+
+
+def put_many_and_exit(q: Any, count: int, size: int) -> None:
+    """Put *count* items of *size* bytes and exit at once, without waiting for readers."""
+    for i in range(count):
+        q.put((i, b"x" * size))
+
+
+def get_forever(q: Any, started: Any) -> None:
+    """Say we are about to block in get(), then block there (until killed)."""
+    started.send("waiting")
+    q.get()
+
+
+def get_one_into(q: Any, out: Any) -> None:
+    """Take one item from *q* and pass it on to *out*."""
+    out.put(q.get(timeout=30))
+
+
+def consume_and_mark_done(q: Any, count: int) -> None:
+    """Get *count* items from a JoinableQueue, marking each done."""
+    for _ in range(count):
+        q.get(timeout=30)
+        q.task_done()
+
+
+def put_range(q: Any, start: int, count: int) -> None:
+    """Put start, start+1, ... (count items)."""
+    for i in range(start, start + count):
+        q.put(i)
+
+
+def sum_items(q: Any, count: int, out: Any) -> None:
+    """Get *count* items, put their sum on *out*."""
+    out.put(sum(q.get(timeout=30) for _ in range(count)))
+
+
+def reply_through_sent_queue(inbox: Any) -> None:
+    """Receive a queue through *inbox* and put a greeting into it."""
+    inbox.get(timeout=30).put("through a queue that travelled")

@@ -19,6 +19,7 @@ from . import connection as connection
 from . import context as _context
 from . import context as context
 from . import process as process
+from . import queues as queues
 from . import sharedctypes as sharedctypes
 from . import synchronize as synchronize
 from . import util as util
@@ -44,16 +45,19 @@ __all__ = [
     "BufferTooShort",
     "Condition",
     "Event",
+    "JoinableQueue",
     "Lock",
     "Pipe",
     "Process",
     "ProcessError",
+    "Queue",
     "RLock",
     "RawArray",
     "RawValue",
     "RemoteError",
     "Semaphore",
     "SerializationError",
+    "SimpleQueue",
     "TimeoutError",
     "Value",
     "active_children",
@@ -79,12 +83,15 @@ Barrier = _default.Barrier
 BoundedSemaphore = _default.BoundedSemaphore
 Condition = _default.Condition
 Event = _default.Event
+JoinableQueue = _default.JoinableQueue
 Lock = _default.Lock
 Pipe = _default.Pipe
+Queue = _default.Queue
 RLock = _default.RLock
 RawArray = _default.RawArray
 RawValue = _default.RawValue
 Semaphore = _default.Semaphore
+SimpleQueue = _default.SimpleQueue
 Value = _default.Value
 active_children = _default.active_children
 allow_connection_pickling = _default.allow_connection_pickling

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import sharedctypes, synchronize, util
+from . import queues, sharedctypes, synchronize, util
 from ._process._process import (
     BaseProcess,
     active_children,
@@ -146,6 +146,19 @@ class BaseContext:
     ) -> Any:
         """A ctypes array in shared memory, guarded by a lock unless *lock* is False."""
         return sharedctypes.Array(typecode_or_type, size_or_initializer, lock=lock)
+
+    # -- queues (polyproc.queues) ------------------------------------------------------
+    def Queue(self, maxsize: int = 0) -> queues.Queue:
+        """A process-shared FIFO queue (see :class:`polyproc.queues.Queue`)."""
+        return queues.Queue(maxsize)
+
+    def JoinableQueue(self, maxsize: int = 0) -> queues.JoinableQueue:
+        """A Queue with ``task_done`` and ``join``."""
+        return queues.JoinableQueue(maxsize)
+
+    def SimpleQueue(self) -> queues.SimpleQueue:
+        """A simplified, unbounded queue."""
+        return queues.SimpleQueue()
 
     def get_context(self, method: str | None = None) -> BaseContext:
         """The context of *method* (``'fork'``, ``'spawn'``, ``'forkserver'``).

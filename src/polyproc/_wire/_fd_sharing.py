@@ -19,7 +19,13 @@ import socket
 import struct
 import threading
 
-__all__ = ["fetch_fd", "offer_fd"]
+from . import _pickling
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["SharedDescriptor", "fetch_fd", "offer_fd"]
 
 _KEY_BYTES = 32
 _CREDS = struct.Struct("3i")
@@ -116,3 +122,46 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+class SharedDescriptor:
+    """A descriptor that pickles so that the receiving process gets its own duplicate.
+
+    At a process start the descriptor travels with the start request; later, through this
+    process's fd server. Closing is explicit (:meth:`close`) or at garbage collection.
+    """
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        """Close the descriptor; idempotent."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[object, tuple[str, bytes]]:
+        return _rebuild_descriptor, offer_fd(self.fd)
+
+    def __repr__(self) -> str:
+        return f"<SharedDescriptor fd={self.fd}>"
+
+
+def _rebuild_descriptor(address: str, key: bytes) -> SharedDescriptor:
+    return SharedDescriptor(fetch_fd(address, key))
+
+
+def _export_descriptor(desc: SharedDescriptor, add_fd: Callable[[int], int]) -> int:
+    return add_fd(desc.fd)
+
+
+def _import_descriptor(index: int, fds: list[int]) -> SharedDescriptor:
+    return SharedDescriptor(os.dup(fds[index]))
+
+
+_pickling.register_transfer(SharedDescriptor, _export_descriptor, _import_descriptor)

@@ -25,6 +25,7 @@ import copyreg
 import io
 import pickle
 import sys
+import threading
 import types
 from collections.abc import Callable
 
@@ -84,18 +85,26 @@ def register_transfer(
     _transfer_imports[key] = import_
 
 
+_main_verdict: tuple[object, bool] = (None, False)
+
+
 def main_is_importable() -> bool:
     """Whether a fresh interpreter can import this process's ``__main__`` again.
 
     True for a script run as ``python file.py``; false in a notebook, the REPL,
-    ``python -c`` and for a package's ``__main__`` (which must not run twice).
+    ``python -c`` and for a package's ``__main__`` (which must not run twice). The answer
+    is cached for as long as ``sys.modules["__main__"]`` is the same module.
     """
+    global _main_verdict
     main = sys.modules.get("__main__")
-    if main is None or getattr(main, "__file__", None) is None:
-        return False
-    spec = getattr(main, "__spec__", None)
-    name = getattr(spec, "name", None)
-    return not (name is not None and (name == "__main__" or name.endswith(".__main__")))
+    if _main_verdict[0] is main and main is not None:
+        return _main_verdict[1]
+    verdict = main is not None and getattr(main, "__file__", None) is not None
+    if verdict:
+        name = getattr(getattr(main, "__spec__", None), "name", None)
+        verdict = not (name is not None and (name == "__main__" or name.endswith(".__main__")))
+    _main_verdict = (main, verdict)
+    return verdict
 
 
 def _importable_by_reference(obj: Any) -> bool:
@@ -144,6 +153,20 @@ def describe(obj: object, limit: int = 80) -> str:
     return f"{text} (of type {type(obj).__module__}.{type(obj).__qualname__})"
 
 
+# One reusable fast pickler per thread: creating a Pickler and its buffer costs more
+# than pickling a small message.
+_local = threading.local()
+
+
+def _thread_pickler() -> tuple[pickle.Pickler, io.BytesIO]:
+    try:
+        return _local.fast  # type: ignore[no-any-return]
+    except AttributeError:
+        buf = io.BytesIO()
+        _local.fast = (_FastPickler(buf, PROTOCOL), buf)
+        return _local.fast  # type: ignore[no-any-return]
+
+
 def dumps(obj: Any, *, context: str = "send") -> bytes:
     """Pickle *obj* for another process.
 
@@ -153,13 +176,18 @@ def dumps(obj: Any, *, context: str = "send") -> bytes:
         SerializationError: *obj* (or something inside it) cannot be pickled even by
             value; the message names the object and the call.
     """
-    buf = io.BytesIO()
-    try:
-        if main_is_importable():
-            _FastPickler(buf, PROTOCOL).dump(obj)
+    if main_is_importable():
+        pickler, buf = _thread_pickler()
+        try:
+            pickler.dump(obj)
             return buf.getvalue()
-    except Exception:
-        buf = io.BytesIO()
+        except Exception:
+            pass  # retried below, by value
+        finally:
+            buf.seek(0)
+            buf.truncate()
+            pickler.clear_memo()
+    buf = io.BytesIO()
     try:
         ByValuePickler(buf, PROTOCOL).dump(obj)
     except Exception as exc:
