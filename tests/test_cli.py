@@ -41,3 +41,7 @@ def test_demo_runs_the_seed_tour(method):
     for i in range(10):
         assert f"\n[{i}]\n" in out  # each process has its own
     assert "the parent's list is still []" in out
+    for i in range(10):
+        assert f"[{i}, 'hello']" in out  # the Queue example
+        assert f"hello world {i}\n" in out  # the Lock example
+    assert "3.1415927 [0, -1, -2, -3, -4, -5, -6, -7, -8, -9]" in out  # Value and Array

@@ -9,4 +9,7 @@ re-import it as ``__mp_main__``) under every start method.
 EXAMPLES = [
     ("process_info", "A Process runs a function in a child; os.getppid/getpid show who is who"),
     ("threads_vs_processes", "Threads share one list; each process gets its own copy"),
+    ("queue_hello", "Processes hand results back through a Queue"),
+    ("lock_prints", "A Lock keeps the prints of ten processes whole"),
+    ("value_array", "A Value and an Array in shared memory, changed by a child"),
 ]
