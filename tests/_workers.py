@@ -219,3 +219,15 @@ def sum_items(q: Any, count: int, out: Any) -> None:
 def reply_through_sent_queue(inbox: Any) -> None:
     """Receive a queue through *inbox* and put a greeting into it."""
     inbox.get(timeout=30).put("through a queue that travelled")
+
+
+def hold_shared_state_and_block(lock: Any, value: Any, q: Any, conn: Any) -> None:
+    """Use shared objects, make more of our own, report our pid, then block."""
+    with lock:
+        value.value += 1
+    own = (polyproc.Lock(), polyproc.Queue(), polyproc.Array("i", 100))
+    own[1].put(b"x" * 100_000)
+    q.put(os.getpid())
+    conn.send(os.getpid())
+    while True:
+        signal.pause()

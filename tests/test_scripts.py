@@ -209,3 +209,56 @@ def test_set_executable_is_used_by_spawn(tmp_path):
     )
     assert 0 == result.returncode, result.stderr
     assert "yes\n" == result.stdout
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_nothing_leaks_when_everything_is_killed(tmp_path, method):
+    """SIGKILL the main process of an app using locks, values and queues: nothing remains.
+
+    No process of ours survives, and /dev/shm holds nothing new: polyproc's shared state
+    lives in memfds, which the kernel frees with their last user.
+    """
+    shm_before = set(os.listdir("/dev/shm"))
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys, signal
+            import polyproc as multiprocessing
+            from tests import _workers
+            if __name__ == '__main__':
+                ctx = multiprocessing.get_context(sys.argv[1])
+                lock, value, q = ctx.Lock(), ctx.Value("i", 0), ctx.Queue()
+                r, w = ctx.Pipe(duplex=False)
+                kids = [ctx.Process(target=_workers.hold_shared_state_and_block,
+                                    args=(lock, value, q, w)) for _ in range(2)]
+                for k in kids:
+                    k.start()
+                pids = [r.recv(), r.recv()]
+                print(*pids, flush=True)
+                while True:
+                    signal.pause()
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    app = subprocess.Popen(
+        [sys.executable, str(script), method], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        pids = [int(pid) for pid in app.stdout.readline().split()]
+        assert len(pids) == 2
+        app.kill()
+        app.wait(SHORT_TIMEOUT)
+
+        def gone(pid: int) -> bool:
+            try:
+                return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+
+        assert wait_until(lambda: all(gone(pid) for pid in pids), 5)
+        assert set(os.listdir("/dev/shm")) - shm_before == set()
+    finally:
+        app.kill()
+        app.wait(SHORT_TIMEOUT)
