@@ -158,13 +158,11 @@ def describe(obj: object, limit: int = 80) -> str:
 _local = threading.local()
 
 
-def _thread_pickler() -> tuple[pickle.Pickler, io.BytesIO]:
-    try:
-        return _local.fast  # type: ignore[no-any-return]
-    except AttributeError:
-        buf = io.BytesIO()
-        _local.fast = (_FastPickler(buf, PROTOCOL), buf)
-        return _local.fast  # type: ignore[no-any-return]
+def _new_thread_pickler(kind: type[pickle.Pickler]) -> tuple[pickle.Pickler, io.BytesIO]:
+    buf = io.BytesIO()
+    entry = (kind(buf, PROTOCOL), buf)
+    setattr(_local, kind.__name__, entry)
+    return entry
 
 
 def dumps(obj: Any, *, context: str = "send") -> bytes:
@@ -176,8 +174,9 @@ def dumps(obj: Any, *, context: str = "send") -> bytes:
         SerializationError: *obj* (or something inside it) cannot be pickled even by
             value; the message names the object and the call.
     """
+    # Hot path of every message: a reused pickler per thread, inlined.
     if main_is_importable():
-        pickler, buf = _thread_pickler()
+        pickler, buf = getattr(_local, "_FastPickler", None) or _new_thread_pickler(_FastPickler)
         try:
             pickler.dump(obj)
             return buf.getvalue()
@@ -187,12 +186,16 @@ def dumps(obj: Any, *, context: str = "send") -> bytes:
             buf.seek(0)
             buf.truncate()
             pickler.clear_memo()
-    buf = io.BytesIO()
+    pickler, buf = getattr(_local, "ByValuePickler", None) or _new_thread_pickler(ByValuePickler)
     try:
-        ByValuePickler(buf, PROTOCOL).dump(obj)
+        pickler.dump(obj)
+        return buf.getvalue()
     except Exception as exc:
         raise _serialization_error(obj, context, exc) from exc
-    return buf.getvalue()
+    finally:
+        buf.seek(0)
+        buf.truncate()
+        pickler.clear_memo()
 
 
 def loads(data: bytes | bytearray | memoryview) -> Any:
