@@ -34,7 +34,7 @@ def test_stdlib_names_are_present():
     "module",
     [
         "connection", "process", "context", "util", "exceptions", "synchronize",
-        "sharedctypes", "queues",
+        "sharedctypes", "queues", "shared_memory",
     ],
 )
 def test_all_lists_what_exists(module):
@@ -51,7 +51,10 @@ def test_all_lists_what_exists(module):
 
 def test_public_classes_resolve_by_their_module_path():
     """Pickle finds classes by __module__ and __qualname__: both must point back."""
-    for module in ("connection", "process", "context", "exceptions", "synchronize", "sharedctypes"):
+    for module in (
+        "connection", "process", "context", "exceptions", "synchronize", "sharedctypes",
+        "queues", "shared_memory",
+    ):
         mod = importlib.import_module(f"polyproc.{module}")
         for name in mod.__all__:
             obj = getattr(mod, name)
