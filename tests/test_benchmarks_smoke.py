@@ -43,3 +43,27 @@ def test_quick_benchmark_prints_a_table(tmp_path: Path) -> None:
     assert section.startswith("## Results of ")
     assert "| implementation | median | p10 | p90 |" in section
     assert "| multiprocessing |" in section
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_quick_shared_state_benchmarks_check_their_results() -> None:
+    """A queue and the Value benchmark run clean: every round's count is checked exact."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--strict", "--repeats", "1",
+         "--libraries", "multiprocessing,polyproc",
+         "--only", "queue-2to2-small", "--only", "value-2proc-increments"],
+        check=False,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "queue-2to2-small: " in proc.stdout
+    assert "value-2proc-increments: " in proc.stdout
+    for name in ("multiprocessing", "polyproc"):
+        rows = [line.split() for line in proc.stdout.splitlines() if line.split()[:1] == [name]]
+        assert len(rows) == 2, (name, proc.stdout)
+        assert all(row[-1][0].isdigit() for row in rows), (name, proc.stdout)

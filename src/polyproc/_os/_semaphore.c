@@ -280,6 +280,18 @@ acquired:
     Py_RETURN_TRUE;
 }
 
+/* Mark the lock free of an owner before the count goes up. Relaxed stores: the
+ * compare-and-swap or fetch-add that follows orders them (a full barrier on x86), and a
+ * seq_cst store here would cost a barrier of its own on every release. */
+static void
+clear_owner(shared_state *s)
+{
+    atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
+    if (atomic_load_explicit(&s->abandoned, memory_order_relaxed)) {
+        atomic_store_explicit(&s->abandoned, 0, memory_order_relaxed);
+    }
+}
+
 static PyObject *
 semlock_release(SemLockObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -294,32 +306,27 @@ semlock_release(SemLockObject *self, PyObject *Py_UNUSED(ignored))
             self->count--;
             Py_RETURN_NONE;
         }
+        clear_owner(s);
+        atomic_fetch_add(&s->value, 1); /* seq_cst: ordered before the read of waiters */
     }
-    else if (self->maxvalue != 0) {
+    else {
         /* Bounded: a release past maxvalue is an error, as in multiprocessing. */
-        uint32_t v = atomic_load(&s->value);
+        uint32_t v = atomic_load_explicit(&s->value, memory_order_relaxed);
+        if (self->maxvalue == 1) {
+            if (v >= 1) {
+                goto too_many;
+            }
+            clear_owner(s);
+        }
         for (;;) {
             if (v >= self->maxvalue) {
-                PyErr_SetString(PyExc_ValueError,
-                                "semaphore or lock released too many times");
-                return NULL;
-            }
-            if (self->maxvalue == 1) {
-                atomic_store(&s->owner, 0);
-                atomic_store(&s->abandoned, 0);
+                goto too_many;
             }
             if (atomic_compare_exchange_weak(&s->value, &v, v + 1)) {
                 break;
             }
         }
-        goto wake;
     }
-    if (self->maxvalue == 1) {
-        atomic_store(&s->owner, 0);
-        atomic_store(&s->abandoned, 0);
-    }
-    atomic_fetch_add(&s->value, 1); /* seq_cst: ordered before the read of waiters */
-wake:
     if (self->count > 0) {
         self->count--;
     }
@@ -327,6 +334,9 @@ wake:
         futex(&s->value, FUTEX_WAKE, 1, NULL);
     }
     Py_RETURN_NONE;
+too_many:
+    PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+    return NULL;
 }
 
 static PyObject *

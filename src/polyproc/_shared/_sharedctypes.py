@@ -199,15 +199,23 @@ class SynchronizedBase:
 class Synchronized(SynchronizedBase):
     """A shared scalar: ``value`` is read and written under the lock."""
 
+    # acquire/release rather than `with`: this is the hot path of counters shared between
+    # processes, and the two bound C methods cost less than __enter__/__exit__.
     @property
     def value(self) -> Any:
-        with self._lock:
+        self.acquire()
+        try:
             return self._obj.value
+        finally:
+            self.release()
 
     @value.setter
     def value(self, value: Any) -> None:
-        with self._lock:
+        self.acquire()
+        try:
             self._obj.value = value
+        finally:
+            self.release()
 
 
 class SynchronizedArray(SynchronizedBase):
