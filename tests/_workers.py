@@ -231,3 +231,34 @@ def hold_shared_state_and_block(lock: Any, value: Any, q: Any, conn: Any) -> Non
     conn.send(os.getpid())
     while True:
         signal.pause()
+
+
+def square(x: int) -> int:
+    """x * x."""
+    return x * x
+
+
+def kill_myself(x: Any) -> None:
+    """Die by SIGKILL, as the OOM killer would do it."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def block_forever(x: Any) -> None:
+    """Never return (until killed)."""
+    while True:
+        signal.pause()
+
+
+def fail_with(message: str) -> None:
+    """Raise ValueError(message)."""
+    raise ValueError(message)
+
+
+def failing_initializer() -> None:
+    """An initializer that raises."""
+    raise RuntimeError("cannot initialise")
+
+
+def my_pid(x: Any = None) -> int:
+    """This process's pid."""
+    return os.getpid()

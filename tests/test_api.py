@@ -11,7 +11,7 @@ import polyproc
 
 # Names of multiprocessing.__all__ that later layers provide (shared state, pools,
 # managers); each moves into IMPLEMENTED as its issue lands.
-NOT_YET = {"Manager", "Pool", "reducer"}
+NOT_YET = {"Manager", "reducer"}
 STDLIB_ALL = [
     "Array", "AuthenticationError", "Barrier", "BoundedSemaphore", "BufferTooShort",
     "Condition", "Event", "JoinableQueue", "Lock", "Manager", "Pipe", "Pool", "Process",
@@ -34,7 +34,7 @@ def test_stdlib_names_are_present():
     "module",
     [
         "connection", "process", "context", "util", "exceptions", "synchronize",
-        "sharedctypes", "queues", "shared_memory",
+        "sharedctypes", "queues", "shared_memory", "pool",
     ],
 )
 def test_all_lists_what_exists(module):
@@ -53,7 +53,7 @@ def test_public_classes_resolve_by_their_module_path():
     """Pickle finds classes by __module__ and __qualname__: both must point back."""
     for module in (
         "connection", "process", "context", "exceptions", "synchronize", "sharedctypes",
-        "queues", "shared_memory",
+        "queues", "shared_memory", "pool",
     ):
         mod = importlib.import_module(f"polyproc.{module}")
         for name in mod.__all__:

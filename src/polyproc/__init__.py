@@ -18,6 +18,7 @@ from __future__ import annotations
 from . import connection as connection
 from . import context as _context
 from . import context as context
+from . import pool as pool
 from . import process as process
 from . import queues as queues
 from . import sharedctypes as sharedctypes
@@ -28,10 +29,12 @@ from .exceptions import (
     AbandonedLockWarning,
     AuthenticationError,
     BufferTooShort,
+    InitializerError,
     ProcessError,
     RemoteError,
     SerializationError,
     TimeoutError,
+    WorkerLostError,
 )
 
 __version__ = "0.1.0"
@@ -45,9 +48,11 @@ __all__ = [
     "BufferTooShort",
     "Condition",
     "Event",
+    "InitializerError",
     "JoinableQueue",
     "Lock",
     "Pipe",
+    "Pool",
     "Process",
     "ProcessError",
     "Queue",
@@ -60,6 +65,7 @@ __all__ = [
     "SimpleQueue",
     "TimeoutError",
     "Value",
+    "WorkerLostError",
     "active_children",
     "allow_connection_pickling",
     "cpu_count",
@@ -86,6 +92,7 @@ Event = _default.Event
 JoinableQueue = _default.JoinableQueue
 Lock = _default.Lock
 Pipe = _default.Pipe
+Pool = _default.Pool
 Queue = _default.Queue
 RLock = _default.RLock
 RawArray = _default.RawArray

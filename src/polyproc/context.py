@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import queues, sharedctypes, synchronize, util
+from . import pool, queues, sharedctypes, synchronize, util
 from ._process._process import (
     BaseProcess,
     active_children,
@@ -146,6 +146,22 @@ class BaseContext:
     ) -> Any:
         """A ctypes array in shared memory, guarded by a lock unless *lock* is False."""
         return sharedctypes.Array(typecode_or_type, size_or_initializer, lock=lock)
+
+    # -- pools (polyproc.pool) -----------------------------------------------------------
+    def Pool(
+        self,
+        processes: int | None = None,
+        initializer: Any = None,
+        initargs: Any = (),
+        maxtasksperchild: int | None = None,
+        *,
+        task_timeout: float | None = None,
+    ) -> pool.Pool:
+        """A pool of worker processes started with this context's method."""
+        context = self.get_context() if isinstance(self, DefaultContext) else self
+        return pool.Pool(
+            processes, initializer, initargs, maxtasksperchild, context, task_timeout=task_timeout
+        )
 
     # -- queues (polyproc.queues) ------------------------------------------------------
     def Queue(self, maxsize: int = 0) -> queues.Queue:

@@ -9,8 +9,12 @@ switching to polyproc never turns a handled error into an unhandled one::
     ├── TimeoutError                  also the builtin TimeoutError (multiprocessing's is not)
     ├── SerializationError            also pickle.PicklingError and TypeError: an object
     │                                 could not be pickled; the message names it and the call
-    └── RemoteError                   an exception raised in another process that could not
-                                      itself be sent back; carries the type name and text
+    ├── RemoteError                   an exception raised in another process that could not
+    │                                 itself be sent back; carries the type name and text
+    ├── WorkerLostError               a pool worker died (signal, exit, OOM killer) while it
+    │                                 held a task; names the task, the signal and the cause
+    └── InitializerError              a pool's initializer raised in a worker; the pool fails
+                                      its tasks with this instead of restarting forever
 
     AbandonedLockWarning              a RuntimeWarning: a lock was taken over from a process
                                       that died holding it
@@ -32,11 +36,13 @@ __all__ = [
     "AbandonedLockWarning",
     "AuthenticationError",
     "BufferTooShort",
+    "InitializerError",
     "ProcessError",
     "RemoteError",
     "RemoteTraceback",
     "SerializationError",
     "TimeoutError",
+    "WorkerLostError",
 ]
 
 
@@ -89,6 +95,24 @@ class RemoteError(ProcessError):
         if len(self.args) == 2:
             return f"{self.args[0]}: {self.args[1]}"
         return super().__str__()
+
+
+class WorkerLostError(ProcessError):
+    """A pool worker ended while it held a task: the task's result is lost.
+
+    The message names the task, the worker's pid, how it ended (the signal and its likely
+    cause, such as the OOM killer for SIGKILL) and what the pool did (it replaced the
+    worker). Only the tasks that worker held fail; the pool goes on.
+    """
+
+
+class InitializerError(ProcessError):
+    """The pool's *initializer* raised in a worker; the remote exception is the cause.
+
+    Every pending and later task of that pool fails with this error: a worker that cannot
+    initialise would fail again on every restart (the standard library's pool restarts it
+    forever and hangs).
+    """
 
 
 class RemoteTraceback(Exception):

@@ -1,0 +1,420 @@
+"""The local pool engine: worker processes and the one thread that manages them.
+
+Data flow::
+
+    caller ── submit(batch) ──> pending deque ──┐            ┌── worker 1 (own pipe)
+    imap   ── add_source(gen) ─> sources ───────┤  manager   ├── worker 2
+                                                 └─ thread ──┤   ...
+    result objects <── deliver(outcome) <── results, deaths, └── worker N
+                                            deadlines
+
+Each worker has its own duplex pipe, so the manager always knows which batches a worker
+holds: the one it runs (the head of ``outstanding``) and at most one prefetched behind it.
+The manager thread blocks in a single ``wait`` on the workers' pipes, their sentinels (a
+pidfd that becomes readable when the process ends) and a wake-up pipe, with a timeout
+set by the nearest task deadline. From there:
+
+* a result completes the head batch of that worker;
+* a sentinel without a result means the worker died: the batch it ran fails with a
+  WorkerLostError naming the task and how the worker died, a prefetched batch that never
+  started goes back to the queue, and a new worker takes its place;
+* a deadline that passes kills the worker running that batch (SIGKILL); the batch fails
+  with TimeoutError and the worker is replaced like a dead one;
+* an initializer that raises breaks the pool: every task fails with InitializerError.
+
+No caller ever waits on something the manager cannot resolve: ``terminate`` and a broken
+pool fail whatever is still pending.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import threading
+import time
+
+from .._os._procs import describe_exit
+from .._os._wait import wait_readable
+from .._wire._remote_error import unpack_exception
+from ..exceptions import InitializerError, ProcessError, TimeoutError, WorkerLostError
+from ._worker import DONE, HEADER, INIT_FAILED, worker_main
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Protocol
+
+    class Source(Protocol):
+        """A lazy stream of batches (imap): pulled only when a worker has room."""
+
+        def next_batch(self) -> Batch | None:
+            """The next batch, or None when the input is exhausted."""
+
+        def fail(self, error: BaseException) -> None:
+            """Fail everything not yet delivered (the input raised, or the pool ended)."""
+
+__all__ = ["Batch", "PoolEngine"]
+
+RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+_PREFETCH_LIMIT_BYTES = 64 * 1024  # larger batches wait for an idle worker
+_pool_ids = itertools.count(1)
+
+
+class Batch:
+    """One message to a worker: a call, or a chunk of calls of one function.
+
+    *deliver(success, values_or_exception)* receives the outcome: on success the list of
+    results; on failure ``(results_before_the_failure, exception)``.
+    """
+
+    __slots__ = ("data", "deadline", "deliver", "describe", "id", "size", "timeout")
+
+    def __init__(
+        self,
+        data: Any,
+        deliver: Callable[[bool, Any], None],
+        describe: str,
+        size: int,
+        timeout: float | None,
+    ) -> None:
+        self.id = 0
+        # The pickled (kind, func, items) for worker processes; the tuple itself for threads.
+        self.data = data
+        self.deliver = deliver
+        self.describe = describe
+        self.size = size
+        self.timeout = timeout
+        self.deadline: float | None = None
+
+
+class _Worker:
+    __slots__ = ("conn", "outstanding", "process", "sent", "timed_out")
+
+    def __init__(self, process: Any, conn: Any) -> None:
+        self.process = process
+        self.conn = conn
+        self.outstanding: collections.deque[Batch] = collections.deque()
+        self.sent = 0
+        self.timed_out: Batch | None = None
+
+
+class PoolEngine:
+    """Worker processes of one context, fed and watched by a manager thread."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        processes: int,
+        initializer: Callable[..., object] | None,
+        initargs: tuple[Any, ...],
+        maxtasksperchild: int | None,
+    ) -> None:
+        self._ctx = ctx
+        self._size = processes
+        self._initializer = initializer
+        self._initargs = initargs
+        self._maxtasks = maxtasksperchild
+        self._lock = threading.Lock()
+        self._pending: collections.deque[Batch] = collections.deque()
+        self._sources: collections.deque[Source] = collections.deque()
+        self._workers: list[_Worker] = []
+        self._ids = itertools.count(1)
+        self._state = RUN
+        self._broken: BaseException | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.name = f"polyproc-pool-{next(_pool_ids)}"
+        for _ in range(processes):
+            self._start_worker()
+        self._thread = threading.Thread(target=self._manage, name=f"{self.name}-manager",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- called by the Pool, in any thread ------------------------------------------
+    @property
+    def size(self) -> int:
+        """The number of worker processes the pool keeps."""
+        return self._size
+
+    def check_running(self) -> None:
+        """Raise ValueError unless the pool accepts work (as multiprocessing does)."""
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    def submit(self, batch: Batch) -> None:
+        """Queue *batch* for the next idle worker."""
+        with self._lock:
+            self.check_running()
+            if self._broken is not None:
+                batch.deliver(False, ([], self._broken))
+                return
+            batch.id = next(self._ids)
+            self._pending.append(batch)
+        self._wake()
+
+    def add_source(self, source: Source) -> None:
+        """Queue a lazy stream of batches; the manager pulls from it as workers free up."""
+        with self._lock:
+            self.check_running()
+            self._sources.append(source)
+        self._wake()
+
+    def close(self) -> None:
+        """Accept no more work; workers exit once everything queued is done."""
+        with self._lock:
+            if self._state == RUN:
+                self._state = CLOSE
+        self._wake()
+
+    def terminate(self) -> None:
+        """Stop now: kill the workers and fail whatever has not completed."""
+        with self._lock:
+            self._state = TERMINATE
+        self._wake()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the manager thread (and so every worker) to finish.
+
+        Raises:
+            ValueError: the pool is still running (call close or terminate first).
+        """
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        self._thread.join(timeout)
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the current workers (for tests and statistics)."""
+        return [w.process.pid for w in list(self._workers)]
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"!")
+        except (BlockingIOError, OSError):
+            pass  # already awake, or shutting down
+
+    # -- the manager thread ------------------------------------------------------------
+    def _start_worker(self) -> None:
+        parent_end, child_end = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=worker_main,
+            args=(child_end, self._initializer, self._initargs, self._maxtasks),
+            name=f"{self.name}-worker",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        self._workers.append(_Worker(process, parent_end))
+
+    def _manage(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    state = self._state
+                if state == TERMINATE:
+                    break
+                self._dispatch()
+                if state == CLOSE and self._idle_forever():
+                    break
+                self._wait_and_handle()
+        finally:
+            self._shut_down()
+
+    def _idle_forever(self) -> bool:
+        return not self._pending and not self._sources and not any(
+            w.outstanding for w in self._workers
+        )
+
+    def _wait_and_handle(self) -> None:
+        workers = list(self._workers)
+        fds = [self._wake_r]
+        for worker in workers:
+            fds.append(worker.conn.fileno())
+            fds.append(worker.process.sentinel)
+        ready = set(wait_readable(fds, self._time_to_next_deadline()))
+        if self._wake_r in ready:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        for worker in workers:
+            if worker.conn.fileno() in ready:
+                self._receive(worker)
+            if worker.process.sentinel in ready:
+                self._receive(worker)  # results sent just before it exited come first
+                self._on_exit(worker)
+        self._enforce_deadlines()
+
+    def _receive(self, worker: _Worker) -> None:
+        conn = worker.conn
+        try:
+            while conn.poll(0):
+                self._on_message(worker, conn.recv())
+        except (EOFError, OSError):
+            pass  # the worker is gone; its sentinel says so
+
+    def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        tag, batch_id = message[0], message[1]
+        if tag == INIT_FAILED:
+            cause = unpack_exception(message[3])
+            error = InitializerError(f"the pool's initializer raised in a worker: {cause!r}")
+            error.__cause__ = cause
+            self._break(error)
+            return
+        batch = worker.outstanding.popleft()
+        if batch.id != batch_id:  # cannot happen with one pipe per worker; be loud if it does
+            raise ProcessError(f"pool protocol error: got batch {batch_id}, expected {batch.id}")
+        if tag == DONE:
+            batch.deliver(True, message[2])
+        else:
+            batch.deliver(False, (message[2], unpack_exception(message[3])))
+        if worker.outstanding:
+            self._start_clock(worker.outstanding[0])
+
+    def _on_exit(self, worker: _Worker) -> None:
+        if worker not in self._workers:
+            return
+        self._workers.remove(worker)
+        worker.process.join(5)
+        exitcode = worker.process.exitcode
+        pid = worker.process.pid
+        worker.conn.close()
+        running = worker.outstanding.popleft() if worker.outstanding else None
+        # A prefetched batch never started: it goes back to the front of the queue.
+        with self._lock:
+            self._pending.extendleft(reversed(worker.outstanding))
+        worker.outstanding.clear()
+        if running is not None and self._broken is None:
+            if worker.timed_out is running:
+                error: BaseException = TimeoutError(
+                    f"{running.describe} did not finish within its task_timeout of "
+                    f"{running.timeout:g} s; the pool killed its worker (pid {pid}) and "
+                    f"replaced it"
+                )
+            else:
+                error = WorkerLostError(
+                    f"{running.describe} was lost: its worker (pid {pid}) "
+                    f"{describe_exit(exitcode)}; the pool replaced the worker"
+                )
+            running.deliver(False, ([], error))
+        if self._state != TERMINATE and self._broken is None:
+            self._start_worker()
+
+    def _dispatch(self) -> None:
+        for worker in self._workers:
+            while self._has_room(worker):
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                self._send(worker, batch)
+
+    def _has_room(self, worker: _Worker) -> bool:
+        if worker.timed_out is not None:
+            return False
+        if self._maxtasks is not None and worker.sent >= self._maxtasks:
+            return False
+        if not worker.outstanding:
+            return True
+        # Prefetch one more small batch, so the worker never waits for the next.
+        return len(worker.outstanding) == 1 and worker.outstanding[0].timeout is None
+
+    def _next_batch(self) -> Batch | None:
+        with self._lock:
+            if self._pending:
+                return self._pending.popleft()
+            while self._sources:
+                source = self._sources[0]
+                try:
+                    batch = source.next_batch()
+                except BaseException as exc:  # the caller's iterable raised
+                    self._sources.popleft()
+                    source.fail(exc)
+                    continue
+                if batch is None:
+                    self._sources.popleft()
+                    continue
+                batch.id = next(self._ids)
+                return batch
+        return None
+
+    def _send(self, worker: _Worker, batch: Batch) -> None:
+        if worker.outstanding and len(batch.data) > _PREFETCH_LIMIT_BYTES:
+            with self._lock:  # too big to sit in a busy worker's pipe: wait for an idle one
+                self._pending.appendleft(batch)
+            return
+        try:
+            worker.conn.send_bytes(HEADER.pack(batch.id) + batch.data)
+        except OSError:
+            with self._lock:  # the worker died; _on_exit will replace it
+                self._pending.appendleft(batch)
+            return
+        worker.sent += 1
+        worker.outstanding.append(batch)
+        if len(worker.outstanding) == 1:
+            self._start_clock(batch)
+
+    @staticmethod
+    def _start_clock(batch: Batch) -> None:
+        if batch.timeout is not None:
+            batch.deadline = time.monotonic() + batch.timeout
+
+    def _time_to_next_deadline(self) -> float | None:
+        deadlines = [
+            w.outstanding[0].deadline
+            for w in self._workers
+            if w.outstanding and w.outstanding[0].deadline is not None and w.timed_out is None
+        ]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for worker in self._workers:
+            if worker.outstanding and worker.timed_out is None:
+                head = worker.outstanding[0]
+                if head.deadline is not None and now >= head.deadline:
+                    worker.timed_out = head
+                    worker.process.kill()  # its sentinel fires; _on_exit fails the task
+
+    def _break(self, error: BaseException) -> None:
+        self._broken = error
+        for worker in self._workers:
+            for batch in worker.outstanding:
+                batch.deliver(False, ([], error))
+            worker.outstanding.clear()
+        self._fail_queued(error)
+
+    def _fail_queued(self, error: BaseException) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, collections.deque()
+            sources, self._sources = self._sources, collections.deque()
+        for batch in pending:
+            batch.deliver(False, ([], error))
+        for source in sources:
+            source.fail(error)
+
+    def _shut_down(self) -> None:
+        terminated = self._state == TERMINATE
+        error = ProcessError("the pool was terminated before this task completed")
+        for worker in self._workers:
+            if terminated:
+                worker.process.kill()
+            else:
+                try:
+                    worker.conn.send_bytes(b"")
+                except OSError:
+                    pass
+        for worker in self._workers:
+            worker.process.join(None if not terminated else 5)
+            for batch in worker.outstanding:
+                batch.deliver(False, ([], error))
+            worker.conn.close()
+        self._workers.clear()
+        self._fail_queued(error)
+        os.close(self._wake_r)
+        os.close(self._wake_w)

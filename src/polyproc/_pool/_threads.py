@@ -1,0 +1,146 @@
+"""The thread engine behind ``ThreadPool``: the pool API, run by threads of this process.
+
+Nothing is pickled (threads share memory), so a ThreadPool accepts objects a process
+pool cannot send, as multiprocessing's does. A thread cannot be killed, so there is no
+``task_timeout`` here.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from ..exceptions import InitializerError, ProcessError
+from ._worker import APPLY, STARMAP
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._engine import Batch, Source
+
+__all__ = ["ThreadEngine"]
+
+_STOP = None
+
+
+class ThreadEngine:
+    """Worker threads fed from one queue; the same surface as ``PoolEngine``."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        processes: int,
+        initializer: Any,
+        initargs: tuple[Any, ...],
+        maxtasksperchild: int | None,
+    ) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._state = "RUN"
+        self._initializer = initializer
+        self._initargs = initargs
+        self._threads = [
+            threading.Thread(target=self._work, name=f"polyproc-threadpool-{i}", daemon=True)
+            for i in range(processes)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def check_running(self) -> None:
+        """Raise ValueError unless the pool accepts work."""
+        if self._state != "RUN":
+            raise ValueError("Pool not running")
+
+    def submit(self, batch: Batch) -> None:
+        """Queue *batch* for the next free thread."""
+        with self._lock:
+            self.check_running()
+            self._queue.put(batch)
+
+    def add_source(self, source: Source) -> None:
+        """Feed a lazy source: batches are read as threads free up."""
+        with self._lock:
+            self.check_running()
+            self._queue.put(source)
+
+    def close(self) -> None:
+        """Accept no more work; threads exit once the queue is done."""
+        with self._lock:
+            if self._state == "RUN":
+                self._state = "CLOSE"
+                for _ in self._threads:
+                    self._queue.put(_STOP)
+
+    def terminate(self) -> None:
+        """Fail what is still queued and let the threads finish their current task."""
+        with self._lock:
+            self._state = "TERMINATE"
+        error = ProcessError("the pool was terminated before this task completed")
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                self._fail(item, error)
+        for _ in self._threads:
+            self._queue.put(_STOP)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the threads to exit (after close or terminate)."""
+        if self._state == "RUN":
+            raise ValueError("Pool is still running")
+        for thread in self._threads:
+            thread.join(timeout)
+
+    @staticmethod
+    def _fail(item: Any, error: BaseException) -> None:
+        if hasattr(item, "deliver"):
+            item.deliver(False, ([], error))
+        else:
+            item.fail(error)
+
+    def _work(self) -> None:
+        broken: BaseException | None = None
+        if self._initializer is not None:
+            try:
+                self._initializer(*self._initargs)
+            except BaseException as exc:
+                broken = InitializerError(f"the pool's initializer raised: {exc!r}")
+                broken.__cause__ = exc
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            if broken is not None:
+                self._fail(item, broken)
+                continue
+            if not hasattr(item, "deliver"):  # a lazy source: take one batch, requeue it
+                try:
+                    batch = item.next_batch()
+                except BaseException as exc:
+                    item.fail(exc)
+                    continue
+                if batch is None:
+                    continue
+                self._queue.put(item)
+                item = batch
+            self._run(item)
+
+    @staticmethod
+    def _run(batch: Batch) -> None:
+        kind, func, items = batch.data  # a tuple here: ThreadPool does not pickle
+        results: list[Any] = []
+        try:
+            if kind == APPLY:
+                args, kwargs = items
+                results.append(func(*args, **kwargs))
+            elif kind == STARMAP:
+                results.extend(func(*args) for args in items)
+            else:
+                results.extend(func(item) for item in items)
+        except BaseException as exc:
+            batch.deliver(False, (results, exc))
+        else:
+            batch.deliver(True, results)

@@ -1,0 +1,80 @@
+"""Process pools, as in :mod:`multiprocessing.pool`.
+
+``Pool`` never hangs on a dead worker, can time tasks out (``task_timeout=``), and takes
+lambdas; see ``polyproc._pool._pool`` for the full list of what it adds.
+``ThreadPool`` is the same API run by threads.
+"""
+
+from __future__ import annotations
+
+from . import context as _context
+from ._pool import _pool
+from ._pool._results import (
+    ApplyResult,
+    AsyncResult,
+    IMapIterator,
+    IMapUnorderedIterator,
+    MapResult,
+)
+from ._pool._threads import ThreadEngine
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+__all__ = [
+    "ApplyResult",
+    "AsyncResult",
+    "IMapIterator",
+    "IMapUnorderedIterator",
+    "MapResult",
+    "Pool",
+    "ThreadPool",
+]
+
+
+class Pool(_pool.Pool):
+    __doc__ = _pool.Pool.__doc__
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+        *,
+        task_timeout: float | None = None,
+    ) -> None:
+        super().__init__(
+            processes,
+            initializer,
+            initargs,
+            maxtasksperchild,
+            context if context is not None else _context.default_context.get_context(),
+            task_timeout=task_timeout,
+        )
+
+
+class ThreadPool(_pool.Pool):
+    """The Pool API run by threads of this process (nothing is pickled)."""
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+    ) -> None:
+        super().__init__(processes, initializer, initargs, None, _context.default_context)
+
+    def _make_engine(self, *args: Any) -> Any:
+        return ThreadEngine(*args)
+
+    def _timeout(self, task_timeout: float | None) -> float | None:
+        if task_timeout is not None:
+            raise ValueError("task_timeout needs worker processes: a thread cannot be killed")
+        return None
+
+    def _encode(self, payload: tuple[Any, ...], context: str) -> Any:
+        return payload

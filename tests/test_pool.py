@@ -1,0 +1,183 @@
+"""Pool: the documented API under every start method, and the never-hang guarantees."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+
+import polyproc
+from polyproc.exceptions import (
+    InitializerError,
+    ProcessError,
+    RemoteTraceback,
+    SerializationError,
+    WorkerLostError,
+)
+from polyproc.pool import ThreadPool
+from tests import _workers
+from tests._support import SHORT_TIMEOUT
+
+
+@pytest.fixture
+def pool(ctx):
+    """A two-worker pool of each start method, always terminated."""
+    p = ctx.Pool(2)
+    try:
+        yield p
+    finally:
+        p.terminate()
+        p.join(SHORT_TIMEOUT)
+
+
+def test_seed_examples(ctx):
+    """Pool(5).map(f, [1, 2, 3]) is [1, 4, 9]; apply_async results come back by get."""
+    with ctx.Pool(5) as p:
+        assert [1, 4, 9] == p.map(_workers.square, [1, 2, 3])
+        results = [p.apply_async(_workers.square, [i]) for i in range(10)]
+        assert [i * i for i in range(10)] == [r.get(timeout=10) for r in results]
+
+
+def test_the_api(pool):
+    """apply, starmap, imap, imap_unordered, map_async and their results."""
+    assert 49 == pool.apply(_workers.square, (7,))
+    assert [8, 9] == pool.starmap(pow, [(2, 3), (3, 2)])
+    assert [0, 1, 4, 9] == list(pool.imap(_workers.square, range(4)))
+    assert [0, 1, 4, 9] == sorted(pool.imap_unordered(_workers.square, range(4), chunksize=3))
+    result = pool.map_async(_workers.square, range(100), chunksize=7)
+    assert [i * i for i in range(100)] == result.get(SHORT_TIMEOUT)
+    assert result.ready() and result.successful()
+    assert [] == pool.map(_workers.square, [])
+
+
+def test_lambdas_and_closures(pool):
+    """Functions that cannot be pickled by reference work under every start method."""
+    offset = 10
+    assert [11, 12] == pool.map(lambda x: x + offset, [1, 2])
+
+
+def test_exception_carries_the_worker_traceback(pool):
+    """A task's exception is re-raised by get() with the remote traceback as its cause."""
+    result = pool.apply_async(_workers.fail_with, ("boom",))
+    with pytest.raises(ValueError, match="boom") as info:
+        result.get(SHORT_TIMEOUT)
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert "fail_with" in str(info.value.__cause__)
+    assert not result.successful()
+    with pytest.raises(ValueError, match="boom"):
+        pool.map(_workers.fail_with, ["boom"])
+
+
+def test_killed_worker_fails_only_its_task(pool):
+    """SIGKILL of a worker: its task fails with WorkerLostError naming it; the pool heals."""
+    lost = pool.apply_async(_workers.kill_myself, ("the doomed task",))
+    with pytest.raises(WorkerLostError, match=r"kill_myself\('the doomed task',\).*SIGKILL"):
+        lost.get(SHORT_TIMEOUT)
+    assert [i * i for i in range(20)] == pool.map(_workers.square, range(20))
+
+
+def test_task_timeout_kills_only_the_stuck_worker(pool):
+    """A task past its task_timeout fails with TimeoutError; the others still finish."""
+    stuck = pool.apply_async(_workers.block_forever, (None,), task_timeout=0.2)
+    others = [pool.apply_async(_workers.square, (i,)) for i in range(5)]
+    with pytest.raises(TimeoutError, match="task_timeout"):
+        stuck.get(SHORT_TIMEOUT)
+    assert [i * i for i in range(5)] == [r.get(SHORT_TIMEOUT) for r in others]
+    with pytest.raises(ValueError):
+        pool.apply_async(_workers.square, (1,), task_timeout=0)
+
+
+def test_get_timeout_raises_the_builtin_timeout_error(pool):
+    """AsyncResult.get(timeout) raises polyproc.TimeoutError, also the builtin one."""
+    result = pool.apply_async(_workers.block_forever, (None,), task_timeout=5)
+    with pytest.raises(TimeoutError):
+        result.get(0.05)
+    with pytest.raises(polyproc.TimeoutError):
+        result.get(0.05)
+
+
+def test_failing_initializer_is_an_error_not_a_hang(ctx):
+    """An initializer that raises fails the tasks with InitializerError."""
+    p = ctx.Pool(2, initializer=_workers.failing_initializer)
+    try:
+        with pytest.raises(InitializerError) as info:
+            p.apply_async(_workers.square, (1,)).get(SHORT_TIMEOUT)
+        assert "cannot initialise" in str(info.value.__cause__)
+    finally:
+        p.terminate()
+        p.join(SHORT_TIMEOUT)
+
+
+def test_maxtasksperchild_replaces_workers(ctx):
+    """With maxtasksperchild=1 every task runs in a new worker."""
+    with ctx.Pool(1, maxtasksperchild=1) as p:
+        pids = [p.apply_async(_workers.my_pid).get(SHORT_TIMEOUT) for _ in range(3)]
+    assert 3 == len(set(pids))
+
+
+def test_unpicklable_argument_raises_at_the_call(pool):
+    """apply_async and map name the object that cannot be pickled, at the call."""
+    with pytest.raises(SerializationError, match=r"Pool\.apply_async.*_thread\.lock"):
+        pool.apply_async(_workers.square, (threading.Lock(),))
+    with pytest.raises(SerializationError, match=r"Pool\.map"):
+        pool.map(_workers.square, [1, threading.Lock()])
+
+
+def test_imap_consumes_its_input_lazily(pool):
+    """imap over an endless generator: only what the workers can take is read ahead."""
+    results = pool.imap(_workers.square, itertools.count())
+    assert [0, 1, 4, 9, 16] == [results.next(SHORT_TIMEOUT) for _ in range(5)]
+
+
+def test_imap_input_that_raises(pool):
+    """An exception from the input iterable surfaces from the iterator, not a hang."""
+
+    def items():
+        yield 1
+        raise KeyError("bad input")
+
+    results = pool.imap(_workers.square, items())
+    assert 1 == results.next(SHORT_TIMEOUT)
+    with pytest.raises(KeyError):
+        results.next(SHORT_TIMEOUT)
+
+
+def test_close_join_and_misuse(ctx):
+    """close then join finishes queued work; a closed pool refuses new work."""
+    p = ctx.Pool(2)
+    result = p.map_async(_workers.square, range(10))
+    with pytest.raises(ValueError, match="still running"):
+        p.join()
+    p.close()
+    p.join(SHORT_TIMEOUT)
+    assert [i * i for i in range(10)] == result.get(0)
+    with pytest.raises(ValueError, match="not running"):
+        p.apply_async(_workers.square, (1,))
+    with pytest.raises(ValueError):
+        ctx.Pool(0)
+    with pytest.raises(TypeError):
+        ctx.Pool(1, initializer=3)
+
+
+def test_terminate_fails_what_is_pending(ctx):
+    """terminate() resolves every pending result with an error instead of leaving it hanging."""
+    p = ctx.Pool(1)
+    blocked = p.apply_async(_workers.block_forever, (None,))
+    queued = p.apply_async(_workers.square, (3,))
+    p.terminate()
+    p.join(SHORT_TIMEOUT)
+    for result in (blocked, queued):
+        with pytest.raises(ProcessError, match="terminated"):
+            result.get(SHORT_TIMEOUT)
+
+
+def test_thread_pool():
+    """ThreadPool: the same API with threads; unpicklable arguments are fine there."""
+    lock = threading.Lock()
+    with ThreadPool(3) as p:
+        assert [0, 1, 4] == p.map(_workers.square, range(3))
+        assert p.apply(lambda held: held.acquire(False), (lock,)) is True
+        assert [1, 4] == list(p.imap(_workers.square, [1, 2]))
+        with pytest.raises(ValueError):
+            p.apply_async(_workers.square, (1,), task_timeout=1)
