@@ -31,11 +31,11 @@ from __future__ import annotations
 import collections
 import itertools
 import os
+import select
 import threading
 import time
 
 from .._os._procs import describe_exit
-from .._os._wait import wait_readable
 from .._wire._remote_error import unpack_exception
 from ..exceptions import InitializerError, ProcessError, TimeoutError, WorkerLostError
 from ._worker import DONE, HEADER, INIT_FAILED, worker_main
@@ -58,6 +58,7 @@ __all__ = ["Batch", "PoolEngine"]
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 _PREFETCH_LIMIT_BYTES = 64 * 1024  # larger batches wait for an idle worker
+_READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 _pool_ids = itertools.count(1)
 
 
@@ -125,6 +126,11 @@ class PoolEngine:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        # One poller for the pool's life: the wake-up pipe, and each worker's pipe and
+        # sentinel, registered when the worker starts and dropped when it ends.
+        self._poller = select.poll()
+        self._poller.register(self._wake_r, _READABLE)
+        self._by_fd: dict[int, _Worker] = {}
         self.name = f"polyproc-pool-{next(_pool_ids)}"
         for _ in range(processes):
             self._start_worker()
@@ -207,7 +213,11 @@ class PoolEngine:
         )
         process.start()
         child_end.close()
-        self._workers.append(_Worker(process, parent_end))
+        worker = _Worker(process, parent_end)
+        self._workers.append(worker)
+        for fd in (parent_end.fileno(), process.sentinel):
+            self._poller.register(fd, _READABLE)
+            self._by_fd[fd] = worker
 
     def _manage(self) -> None:
         try:
@@ -229,24 +239,25 @@ class PoolEngine:
         )
 
     def _wait_and_handle(self) -> None:
-        workers = list(self._workers)
-        fds = [self._wake_r]
-        for worker in workers:
-            fds.append(worker.conn.fileno())
-            fds.append(worker.process.sentinel)
-        ready = set(wait_readable(fds, self._time_to_next_deadline()))
-        if self._wake_r in ready:
-            try:
-                while os.read(self._wake_r, 4096):
+        timeout = self._time_to_next_deadline()
+        events = self._poller.poll(None if timeout is None else max(0, int(timeout * 1000) + 1))
+        exited: list[_Worker] = []
+        for fd, _event in events:
+            if fd == self._wake_r:
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
                     pass
-            except BlockingIOError:
-                pass
-        for worker in workers:
-            if worker.conn.fileno() in ready:
-                self._receive(worker)
-            if worker.process.sentinel in ready:
-                self._receive(worker)  # results sent just before it exited come first
-                self._on_exit(worker)
+                continue
+            worker = self._by_fd.get(fd)
+            if worker is None:
+                continue
+            self._receive(worker)  # results sent just before an exit come first
+            if fd == worker.process.sentinel:
+                exited.append(worker)
+        for worker in exited:
+            self._on_exit(worker)
         self._enforce_deadlines()
 
     def _receive(self, worker: _Worker) -> None:
@@ -279,6 +290,9 @@ class PoolEngine:
         if worker not in self._workers:
             return
         self._workers.remove(worker)
+        for fd in (worker.conn.fileno(), worker.process.sentinel):
+            self._poller.unregister(fd)
+            del self._by_fd[fd]
         worker.process.join(5)
         exitcode = worker.process.exitcode
         pid = worker.process.pid
