@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/polyproc demo
 
 ## test: lint, the whole test suite, and a quick slice of CPython's own suite
-test: lint unit
+test: lint unit compat-quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -2,7 +2,9 @@
 
 - ``polyproc._os._semaphore``: process-shared semaphores on Linux futexes, the base of
   Lock, RLock and Semaphore;
-- ``polyproc._os._ring``: the shared-memory message ring behind the queues.
+- ``polyproc._os._ring``: the shared-memory message ring behind the queues;
+- ``polyproc._os._lifeline``: a child's end, a grace period after its parent's, without a
+  thread.
 
 The header comment of each C source says why it is native.
 """
@@ -17,5 +19,8 @@ setup(
             "polyproc._os._semaphore", ["src/polyproc/_os/_semaphore.c"], extra_compile_args=FLAGS
         ),
         Extension("polyproc._os._ring", ["src/polyproc/_os/_ring.c"], extra_compile_args=FLAGS),
+        Extension(
+            "polyproc._os._lifeline", ["src/polyproc/_os/_lifeline.c"], extra_compile_args=FLAGS
+        ),
     ]
 )

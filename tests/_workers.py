@@ -262,3 +262,18 @@ def failing_initializer() -> None:
 def my_pid(x: Any = None) -> int:
     """This process's pid."""
     return os.getpid()
+
+
+def report_parent_status(conn: Any) -> None:
+    """Report whether our parent is alive, wait for it to end, report again."""
+    parent = polyproc.parent_process()
+    conn.send("alive" if parent.is_alive() else "not alive")
+    parent.join(timeout=30)
+    conn.send("alive" if parent.is_alive() else "not alive")
+
+
+def start_reporting_grandchild(conn: Any) -> None:
+    """Start a child that reports on us, then wait to be terminated."""
+    child = polyproc.Process(target=report_parent_status, args=(conn,))
+    child.start()
+    child.join()

@@ -254,3 +254,14 @@ def test_child_started_from_a_thread_outlives_that_thread(ctx):
     assert p.is_alive()
     p.kill()
     p.join(SHORT_TIMEOUT)
+
+
+def test_an_orphan_can_notice_its_parent_died(ctx):
+    """Within the grace period, a grandchild sees parent_process() end (stdlib semantics)."""
+    reader, writer = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_workers.start_reporting_grandchild, args=(writer,))
+    p.start()
+    assert reader.poll(SHORT_TIMEOUT) and "alive" == reader.recv()
+    p.terminate()
+    p.join(SHORT_TIMEOUT)
+    assert reader.poll(SHORT_TIMEOUT) and "not alive" == reader.recv()

@@ -107,7 +107,7 @@ def test_missing_main_guard_is_a_clear_error_not_a_fork_bomb(tmp_path, method):
 
 @pytest.mark.parametrize("method", START_METHODS)
 def test_no_orphans_when_the_parent_is_killed(tmp_path, method):
-    """A child (and its own child) exits within 1 s of its parent dying by SIGKILL."""
+    """A child exits within 1 s of its parent dying by SIGKILL, and so does its own child."""
     script = tmp_path / "parent.py"
     script.write_text(
         textwrap.dedent(
@@ -144,8 +144,12 @@ def test_no_orphans_when_the_parent_is_killed(tmp_path, method):
             except psutil.NoSuchProcess:
                 return True
 
-        assert wait_until(lambda: gone(child_pid) and gone(grandchild_pid), SHORT_TIMEOUT)
-        assert time.monotonic() - killed_at < 1.0
+        # Each generation goes within 1 s of its own parent.
+        assert wait_until(lambda: gone(child_pid), SHORT_TIMEOUT)
+        child_gone_at = time.monotonic()
+        assert child_gone_at - killed_at < 1.0
+        assert wait_until(lambda: gone(grandchild_pid), SHORT_TIMEOUT)
+        assert time.monotonic() - child_gone_at < 1.0
     finally:
         parent.kill()
         parent.wait(SHORT_TIMEOUT)

@@ -18,11 +18,7 @@ from __future__ import annotations
 from . import connection as connection
 from . import context as _context
 from . import context as context
-from . import pool as pool
 from . import process as process
-from . import queues as queues
-from . import sharedctypes as sharedctypes
-from . import synchronize as synchronize
 from . import util as util
 from .context import Process
 from .exceptions import (
@@ -114,3 +110,18 @@ parent_process = _default.parent_process
 set_executable = _default.set_executable
 set_forkserver_preload = _default.set_forkserver_preload
 set_start_method = _default.set_start_method
+
+
+# Heavier public submodules load on first access (``polyproc.pool``...), as the factories
+# above load them on first call: every spawned child imports this package.
+_LAZY_SUBMODULES = frozenset(
+    {"pool", "queues", "sharedctypes", "shared_memory", "synchronize"}
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import pool, queues, sharedctypes, synchronize, util
+from . import util
 from ._process._process import (
     BaseProcess,
     active_children,
@@ -26,6 +26,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     from typing import Any
+
+    from . import pool, queues, synchronize
 
 
 __all__ = [
@@ -101,50 +103,61 @@ class BaseContext:
     # -- shared state (polyproc.synchronize, polyproc.sharedctypes) -------------------
     def Lock(self) -> synchronize.Lock:
         """A non-recursive lock shared between processes."""
+        from . import synchronize  # on first use: it costs a spawned child ms to import
         return synchronize.Lock()
 
     def RLock(self) -> synchronize.RLock:
         """A recursive lock shared between processes."""
+        from . import synchronize  # on first use: it costs a spawned child ms to import
         return synchronize.RLock()
 
     def Condition(self, lock: Any = None) -> synchronize.Condition:
         """A condition variable over *lock* (a new RLock by default)."""
+        from . import synchronize  # on first use: it costs a spawned child ms to import
         return synchronize.Condition(lock)
 
     def Semaphore(self, value: int = 1) -> synchronize.Semaphore:
         """A counting semaphore."""
+        from . import synchronize  # on first use: it costs a spawned child ms to import
         return synchronize.Semaphore(value)
 
     def BoundedSemaphore(self, value: int = 1) -> synchronize.BoundedSemaphore:
         """A semaphore that cannot be released above its initial value."""
+        from . import synchronize  # on first use: it costs a spawned child ms to import
         return synchronize.BoundedSemaphore(value)
 
     def Event(self) -> synchronize.Event:
         """An event flag shared between processes."""
+        from . import synchronize  # on first use: it costs a spawned child ms to import
         return synchronize.Event()
 
     def Barrier(
         self, parties: int, action: Any = None, timeout: float | None = None
     ) -> synchronize.Barrier:
         """A barrier for *parties* processes."""
+        from . import synchronize  # on first use: it costs a spawned child ms to import
         return synchronize.Barrier(parties, action, timeout)
 
     def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
         """A ctypes object in shared memory, without a lock."""
+        from . import sharedctypes  # on first use: it costs a spawned child ms to import
         return sharedctypes.RawValue(typecode_or_type, *args)
 
     def RawArray(self, typecode_or_type: Any, size_or_initializer: Any) -> Any:
         """A ctypes array in shared memory, without a lock."""
+        from . import sharedctypes  # on first use: it costs a spawned child ms to import
         return sharedctypes.RawArray(typecode_or_type, size_or_initializer)
 
     def Value(self, typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
         """A ctypes object in shared memory, guarded by a lock unless *lock* is False."""
+        from . import sharedctypes  # on first use: it costs a spawned child ms to import
         return sharedctypes.Value(typecode_or_type, *args, lock=lock)
 
     def Array(
         self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True
     ) -> Any:
         """A ctypes array in shared memory, guarded by a lock unless *lock* is False."""
+        from . import sharedctypes  # on first use: it costs a spawned child ms to import
         return sharedctypes.Array(typecode_or_type, size_or_initializer, lock=lock)
 
     # -- pools (polyproc.pool) -----------------------------------------------------------
@@ -158,6 +171,7 @@ class BaseContext:
         task_timeout: float | None = None,
     ) -> pool.Pool:
         """A pool of worker processes started with this context's method."""
+        from . import pool  # on first use: it costs a spawned child ms to import
         context = self.get_context() if isinstance(self, DefaultContext) else self
         return pool.Pool(
             processes, initializer, initargs, maxtasksperchild, context, task_timeout=task_timeout
@@ -166,14 +180,17 @@ class BaseContext:
     # -- queues (polyproc.queues) ------------------------------------------------------
     def Queue(self, maxsize: int = 0) -> queues.Queue:
         """A process-shared FIFO queue (see :class:`polyproc.queues.Queue`)."""
+        from . import queues  # on first use: it costs a spawned child ms to import
         return queues.Queue(maxsize)
 
     def JoinableQueue(self, maxsize: int = 0) -> queues.JoinableQueue:
         """A Queue with ``task_done`` and ``join``."""
+        from . import queues  # on first use: it costs a spawned child ms to import
         return queues.JoinableQueue(maxsize)
 
     def SimpleQueue(self) -> queues.SimpleQueue:
         """A simplified, unbounded queue."""
+        from . import queues  # on first use: it costs a spawned child ms to import
         return queues.SimpleQueue()
 
     def get_context(self, method: str | None = None) -> BaseContext:

@@ -13,8 +13,9 @@ import os
 import signal
 import sys
 import threading
+import time
 
-from .._os._deathsig import set_parent_death_signal
+from .._os import _lifeline
 from .._os._wait import wait_readable
 from .._wire._remote_error import pack_exception
 from ._process import ParentProcess, exit_children
@@ -25,24 +26,40 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["flush_std_streams", "run_child", "watch_parent", "write_report"]
+__all__ = [
+    "ORPHAN_GRACE_S",
+    "flush_std_streams",
+    "run_child",
+    "watch_parent",
+    "write_report",
+]
+
+
+# An orphan may notice its parent's death and finish within this; then it is killed.
+ORPHAN_GRACE_S = 0.3
+
+# POSIX timers are not inherited by fork: a forked child arms its own.
+os.register_at_fork(after_in_child=_lifeline.disarm_after_fork)
 
 
 def watch_parent(parent_handle: int, *, by_kernel: bool = False) -> None:
-    """Kill this process (SIGKILL) as soon as the process behind *parent_handle* ends.
+    """Kill this process (SIGKILL) within ORPHAN_GRACE_S of its parent's death.
 
     This is what keeps a child from being orphaned, even when its parent is killed with
-    SIGKILL. With *by_kernel* (a forked child whose parent forked it from its main thread)
-    the kernel does it through the parent-death signal; otherwise a small thread waits on
-    the parent's pidfd. Either way, a parent already gone means we exit at once.
+    SIGKILL, while leaving it the time to notice and finish on its own (as
+    ``parent_process().join()`` lets it). With *by_kernel* (a child its parent started
+    from the parent's main thread) the kernel's parent-death signal starts the grace
+    period, at no cost; otherwise a small thread waits on the parent's pidfd.
     """
-    if by_kernel and set_parent_death_signal(signal.SIGKILL):
+    if by_kernel:
+        _lifeline.arm(ORPHAN_GRACE_S)
         if wait_readable([parent_handle], 0):  # it died before the signal was armed
-            os._exit(1)
+            _lifeline.start_grace()
         return
 
     def _watch() -> None:
         wait_readable([parent_handle], None)
+        time.sleep(ORPHAN_GRACE_S)  # the grace period: a timer, not synchronisation
         os.kill(os.getpid(), signal.SIGKILL)
 
     # A bare thread: threading.Thread.start() waits for a handshake that would add a

@@ -215,6 +215,6 @@ def _server_preparation() -> dict[str, Any]:
         "preload": list(runtime.forkserver_preload),
         "start_method": runtime.start_method,
     }
-    if "__main__" in runtime.forkserver_preload and _pickling.main_is_importable():
+    if _pickling.main_is_importable():
         data["main_path"] = os.path.abspath(getattr(main, "__file__", ""))
     return data

@@ -94,9 +94,10 @@ def main() -> None:
 def _preload(prep: dict[str, Any]) -> str | None:
     """Become like the creator and import the preload modules.
 
-    Returns the main module's path if importing it failed: each child then imports it
-    itself, so the error (a missing ``__main__`` guard, say) shows up where the standard
-    library shows it, in the child, instead of killing the server.
+    Returns the main module's path if the children must import it themselves: when
+    ``__main__`` is not among the preloaded modules, or when importing it failed (the
+    error, a missing ``__main__`` guard say, then shows up in each child, where the
+    standard library shows it, instead of killing the server).
     """
     sys.path[:] = prep["sys_path"]
     sys.argv[:] = prep["sys_argv"]
@@ -108,12 +109,14 @@ def _preload(prep: dict[str, Any]) -> str | None:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
     main_path: str | None = prep.get("main_path")
-    if main_path:
+    if main_path and "__main__" in prep["preload"]:
         try:
             _import_main_guarded(main_path)
         except BaseException:
             return main_path
-    return None
+        return None
+    # Not preloaded: each child imports the main module itself, as under spawn.
+    return main_path
 
 
 def _import_main_guarded(main_path: str) -> None:

@@ -13,7 +13,6 @@ import pickle
 import signal
 import threading
 
-from .._os._deathsig import prepare as prepare_deathsig
 from .._os._pipes import read_available
 from .._os._procs import reap
 from .._os._spawn import interpreter_flags, spawn_executable
@@ -109,8 +108,8 @@ class ForkLauncher:
     def launch(self, process: Any) -> DirectChild:
         parent_handle = runtime.self_handle()
         # The parent-death signal follows the forking thread: only the main thread's
-        # children may use it (see _os._deathsig).
-        by_kernel = threading.current_thread() is threading.main_thread() and prepare_deathsig()
+        # children may use it (see _os/_lifeline.c).
+        by_kernel = threading.current_thread() is threading.main_thread()
         report_r, report_w = os.pipe()
         flush_std_streams()
         pid = os.fork()
@@ -156,6 +155,8 @@ class SpawnLauncher:
             str(report_w),
             str(parent_handle),
             ",".join(map(str, fds)),
+            # Whether the child may rely on the parent-death signal (see ForkLauncher).
+            "main-thread" if threading.current_thread() is threading.main_thread() else "thread",
         ]
         try:
             pid = spawn_executable(argv, [payload_r, report_w, parent_handle, *fds])

@@ -1,6 +1,6 @@
 """Entry point of a spawned interpreter: read the payload, prepare, run, exit.
 
-Invoked as ``python -c "...; main()" PAYLOAD_FD REPORT_FD PARENT_FD FD,FD,...`` by
+Invoked as ``python -c "...; main()" PAYLOAD_FD REPORT_FD PARENT_FD FD,FD,... WHO`` by
 :class:`~._launch.SpawnLauncher`. Kept small: every import here is start-up time.
 """
 
@@ -19,6 +19,7 @@ def main() -> None:
     """Run the child described by the command line, then exit with its exit code."""
     payload_fd, report_fd, parent_handle = (int(arg) for arg in sys.argv[1:4])
     fds = [int(fd) for fd in sys.argv[4].split(",") if fd]
+    by_kernel = sys.argv[5] == "main-thread"
     del sys.argv[1:]
     with open(payload_fd, "rb", closefd=True) as pipe:
         data = pipe.read()
@@ -30,4 +31,8 @@ def main() -> None:
     finally:
         for fd in fds:  # rebuilt objects hold duplicates of their own
             os.close(fd)
-    sys.exit(run_child(process, report_fd=report_fd, parent_handle=parent_handle))
+    sys.exit(
+        run_child(
+            process, report_fd=report_fd, parent_handle=parent_handle, watch_by_kernel=by_kernel
+        )
+    )
