@@ -277,3 +277,8 @@ def start_reporting_grandchild(conn: Any) -> None:
     child = polyproc.Process(target=report_parent_status, args=(conn,))
     child.start()
     child.join()
+
+
+def send_start_method(conn: Any) -> None:
+    """Send the default start method as this child sees it."""
+    conn.send(polyproc.get_start_method())

@@ -247,3 +247,21 @@ def test_a_sent_connection_can_be_received_once():
     with pytest.raises(OSError):
         pickle.loads(data)
     first.close()
+
+
+def test_sockets_stay_blocking_under_a_default_timeout():
+    """socket.setdefaulttimeout() must not make Pipe or Client descriptors non-blocking."""
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(0.05)
+    try:
+        a, b = polyproc.Pipe()
+        threading.Thread(target=lambda: b.send_bytes(b"x" * 1_000_000)).start()
+        assert 1_000_000 == len(a.recv_bytes())
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def test_windows_pipe_addresses_are_refused():
+    """An AF_PIPE address is a ValueError here, as in multiprocessing on Linux."""
+    with pytest.raises(ValueError, match="AF_PIPE"):
+        Listener(r"\\.\test")

@@ -265,3 +265,13 @@ def test_an_orphan_can_notice_its_parent_died(ctx):
     p.terminate()
     p.join(SHORT_TIMEOUT)
     assert reader.poll(SHORT_TIMEOUT) and "not alive" == reader.recv()
+
+
+def test_child_defaults_to_its_context_start_method(ctx):
+    """In a child started by a context, get_start_method() names that context's method."""
+    reader, writer = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_workers.send_start_method, args=(writer,))
+    p.start()
+    assert reader.poll(SHORT_TIMEOUT)
+    assert ctx.get_start_method() == reader.recv()
+    p.join(SHORT_TIMEOUT)

@@ -78,6 +78,9 @@ def run_child(
     runtime.become_child(
         process, ParentProcess(process._parent_name, process._parent_pid, parent_handle)
     )
+    if process._start_method is not None:
+        # A child started by a context defaults to that context's method, as in the stdlib.
+        runtime.start_method = process._start_method
     watch_parent(parent_handle, by_kernel=watch_by_kernel)
     _stdin_to_devnull()
     try:

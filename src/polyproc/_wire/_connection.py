@@ -285,6 +285,9 @@ def make_pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     """Return two connected ends; with *duplex* false, the first only receives."""
     if duplex:
         left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Blocking descriptors, whatever socket.setdefaulttimeout() says.
+        left.setblocking(True)
+        right.setblocking(True)
         return Connection(left.detach()), Connection(right.detach())
     read_fd, write_fd = os.pipe()
     return Connection(read_fd, writable=False), Connection(write_fd, readable=False)

@@ -33,9 +33,16 @@ def address_type(address: Any) -> str:
     """
     if isinstance(address, tuple):
         return "AF_INET6" if ":" in str(address[0]) else "AF_INET"
+    if isinstance(address, str) and address.startswith("\\\\"):
+        return "AF_PIPE"  # a Windows named pipe: refused below on this platform
     if isinstance(address, str | bytes):
         return "AF_UNIX"
     raise ValueError(f"address type of {address!r} unrecognized")
+
+
+def _check_family(family: str) -> None:
+    if family not in ("AF_INET", "AF_INET6", "AF_UNIX"):
+        raise ValueError(f"Family {family} is not recognized or not available on this platform")
 
 
 def _check_authkey(authkey: Any) -> bytes | None:
@@ -64,8 +71,7 @@ class Listener:
         self._authkey = _check_authkey(authkey)
         self._handshake_timeout = handshake_timeout
         family = family or (address_type(address) if address is not None else "AF_UNIX")
-        if family not in ("AF_INET", "AF_INET6", "AF_UNIX"):
-            raise ValueError(f"unrecognized family {family!r}")
+        _check_family(family)
         self._private_dir: str | None = None
         if address is None:
             if family == "AF_UNIX":
@@ -78,6 +84,7 @@ class Listener:
         self._family = family
         self._socket: socket.socket | None = socket.socket(getattr(socket, family))
         try:
+            self._socket.setblocking(True)
             if family != "AF_UNIX":
                 self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._socket.bind(address)
@@ -177,9 +184,11 @@ def Client(
     """
     authkey = _check_authkey(authkey)
     family = family or address_type(address)
+    _check_family(family)
     sock = socket.socket(getattr(socket, family))
     try:
         sock.connect(address)
+        sock.setblocking(True)  # whatever socket.setdefaulttimeout() says
     except BaseException:
         sock.close()
         raise
