@@ -21,7 +21,7 @@ LAYERS = [
     {"_pool", "_managers"},  # pool and managers
     {"_backends"},  # local and Dask engines
     {"util", "context", "process", "connection", "__init__", "synchronize", "sharedctypes",
-     "shared_memory", "queues", "pool", "managers"},  # the public, stdlib-shaped facade
+     "shared_memory", "queues", "pool", "managers", "dummy"},  # the stdlib-shaped facade
     {"_cli", "__main__"},  # the command line
 ]
 FORBIDDEN = ("multiprocessing", "concurrent.futures.process")
