@@ -181,3 +181,22 @@ def test_thread_pool():
         assert [1, 4] == list(p.imap(_workers.square, [1, 2]))
         with pytest.raises(ValueError):
             p.apply_async(_workers.square, (1,), task_timeout=1)
+
+
+def test_large_exceptions_arrive_whole(pool):
+    """A 1 MB exception message comes back as itself, not truncated into a RemoteError."""
+    with pytest.raises(ValueError) as info:
+        pool.apply(_workers.fail_with, ("x" * 1_000_000,))
+    assert 1_000_000 == len(str(info.value))
+
+
+class _RefusesPickling:
+    def __reduce__(self):
+        raise RuntimeError("cannot pickle this")
+
+
+def test_an_objects_own_pickling_error_keeps_its_type(pool):
+    """An exception raised by an object's __reduce__ keeps its type, with a note naming it."""
+    with pytest.raises(RuntimeError, match="cannot pickle this") as info:
+        pool.map(_workers.square, [_RefusesPickling()])
+    assert any("Pool.map" in note for note in info.value.__notes__)

@@ -36,6 +36,7 @@ import threading
 import time
 
 from .._os._procs import describe_exit
+from .._wire._connection import make_pipe
 from .._wire._remote_error import unpack_exception
 from ..exceptions import InitializerError, ProcessError, TimeoutError, WorkerLostError
 from ._worker import DONE, HEADER, INIT_FAILED, worker_main
@@ -132,8 +133,7 @@ class PoolEngine:
         self._poller.register(self._wake_r, _READABLE)
         self._by_fd: dict[int, _Worker] = {}
         self.name = f"polyproc-pool-{next(_pool_ids)}"
-        for _ in range(processes):
-            self._start_worker()
+        self._start_first_workers(processes)
         self._thread = threading.Thread(target=self._manage, name=f"{self.name}-manager",
                                         daemon=True)
         self._thread.start()
@@ -203,21 +203,45 @@ class PoolEngine:
             pass  # already awake, or shutting down
 
     # -- the manager thread ------------------------------------------------------------
-    def _start_worker(self) -> None:
-        parent_end, child_end = self._ctx.Pipe()
+    def _start_first_workers(self, count: int) -> None:
+        # All or nothing: if one cannot start, stop the ones that did (bpo-19675).
+        started: list[_Worker] = []
+        try:
+            for _ in range(count):
+                started.append(self._launch_worker())
+        except BaseException:
+            for worker in started:
+                worker.process.terminate()
+                worker.process.join()
+                worker.conn.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            raise
+        for worker in started:
+            self._register(worker)
+
+    def _launch_worker(self) -> _Worker:
+        parent_end, child_end = make_pipe()
         process = self._ctx.Process(
             target=worker_main,
             args=(child_end, self._initializer, self._initargs, self._maxtasks),
             name=f"{self.name}-worker",
             daemon=True,
         )
-        process.start()
-        child_end.close()
-        worker = _Worker(process, parent_end)
+        try:
+            process.start()
+        finally:
+            child_end.close()
+        return _Worker(process, parent_end)
+
+    def _register(self, worker: _Worker) -> None:
         self._workers.append(worker)
-        for fd in (parent_end.fileno(), process.sentinel):
+        for fd in (worker.conn.fileno(), worker.process.sentinel):
             self._poller.register(fd, _READABLE)
             self._by_fd[fd] = worker
+
+    def _start_worker(self) -> None:
+        self._register(self._launch_worker())
 
     def _manage(self) -> None:
         try:

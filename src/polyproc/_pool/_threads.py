@@ -88,9 +88,15 @@ class ThreadEngine:
             self._queue.put(_STOP)
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the threads to exit (after close or terminate)."""
+        """Wait for the threads to exit after close; return at once after terminate.
+
+        A thread cannot be stopped: after terminate, threads still inside a task finish it
+        in the background (they are daemon threads), as in multiprocessing.
+        """
         if self._state == "RUN":
             raise ValueError("Pool is still running")
+        if self._state == "TERMINATE":
+            return
         for thread in self._threads:
             thread.join(timeout)
 
@@ -103,6 +109,7 @@ class ThreadEngine:
 
     def _work(self) -> None:
         broken: BaseException | None = None
+        batch: Any = None
         if self._initializer is not None:
             try:
                 self._initializer(*self._initargs)
@@ -127,6 +134,7 @@ class ThreadEngine:
                 self._queue.put(item)
                 item = batch
             self._run(item)
+            item = batch = None  # keep no task's arguments or results alive (bpo-29861)
 
     @staticmethod
     def _run(batch: Batch) -> None:

@@ -20,7 +20,7 @@ import signal
 import struct
 
 from .._wire import _pickling
-from .._wire._remote_error import pack_exception
+from .._wire._remote_error import pack_exception as _pack
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,6 +30,13 @@ if TYPE_CHECKING:
 __all__ = ["APPLY", "DONE", "FAILED", "HEADER", "INIT_FAILED", "MAP", "STARMAP", "worker_main"]
 
 HEADER = struct.Struct("!Q")
+# Results travel over the worker's own pipe: an exception (and its message) may be big.
+_EXCEPTION_LIMIT_BYTES = 256 * 1024 * 1024
+
+
+def pack_exception(exc: BaseException, where: str) -> bytes:
+    """The worker's exception, packed whole (see _wire._remote_error)."""
+    return _pack(exc, where, _EXCEPTION_LIMIT_BYTES)
 APPLY, MAP, STARMAP = 0, 1, 2
 DONE, FAILED, INIT_FAILED = 0, 1, 2
 

@@ -78,9 +78,7 @@ def run_child(
     runtime.become_child(
         process, ParentProcess(process._parent_name, process._parent_pid, parent_handle)
     )
-    if process._start_method is not None:
-        # A child started by a context defaults to that context's method, as in the stdlib.
-        runtime.start_method = process._start_method
+    _inherit_settings(process)
     watch_parent(parent_handle, by_kernel=watch_by_kernel)
     _stdin_to_devnull()
     try:
@@ -103,6 +101,25 @@ def run_child(
         flush_std_streams()
         os.close(report_fd)
     return exitcode
+
+
+def _inherit_settings(process: Any) -> None:
+    """Take on the parent's default start method and log level, as multiprocessing does.
+
+    A child started by a context defaults to that context's method.
+    """
+    inherited = getattr(process, "_inherited", {})
+    method = process._start_method or inherited.get("start_method")
+    if method is not None:
+        runtime.start_method = method
+    if inherited.get("log_level") is not None:
+        import logging  # only when the parent configured polyproc's logger
+
+        logging.getLogger("polyproc").setLevel(inherited["log_level"])
+    # After a fork the main thread is another OS thread: refresh its native id.
+    set_native_id = getattr(threading.main_thread(), "_set_native_id", None)
+    if set_native_id is not None:
+        set_native_id()
 
 
 def _exit_code_of(exc: SystemExit) -> int:

@@ -30,9 +30,7 @@ def collect(process: Any) -> dict[str, Any]:
         "dir": os.getcwd(),
         "start_method": runtime.start_method,
     }
-    level = _polyproc_log_level()
-    if level is not None:
-        data["log_level"] = level
+
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name:
@@ -44,14 +42,6 @@ def collect(process: Any) -> dict[str, Any]:
         if not main_path.endswith(("<stdin>", "<string>")):
             data["main_path"] = main_path
     return data
-
-
-def _polyproc_log_level() -> int | None:
-    """The effective level of polyproc's logger, if the parent ever asked for it."""
-    logging = sys.modules.get("logging")
-    if logging is None or "polyproc" not in logging.Logger.manager.loggerDict:
-        return None
-    return int(logging.getLogger("polyproc").getEffectiveLevel())
 
 
 def apply(data: dict[str, Any]) -> None:
@@ -70,10 +60,7 @@ def apply(data: dict[str, Any]) -> None:
         except OSError:
             pass
     runtime.current._name = data["name"]
-    if "log_level" in data:
-        import logging  # only when the parent configured polyproc's logger
 
-        logging.getLogger("polyproc").setLevel(data["log_level"])
     runtime.bootstrapping = True
     try:
         if "main_name" in data:

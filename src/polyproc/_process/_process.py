@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterable, Mapping
 
 from .._os._wait import wait_readable
@@ -112,6 +113,7 @@ class BaseProcess:
             self.daemon = daemon
         self._exception: BaseException | None = None
         self._report_read = False
+        self._inherited: dict[str, Any] = {}
 
     # -- the work ------------------------------------------------------------------
     def run(self) -> None:
@@ -145,6 +147,8 @@ class BaseProcess:
         method = self._start_method
         if method is None:  # the default context: fixed by the first start, as in the stdlib
             method = runtime.start_method = runtime.start_method or default_start_method()
+        # What the child inherits of our settings, whichever method starts it.
+        self._inherited = {"start_method": runtime.start_method, "log_level": _log_level()}
         self._handle = runtime.launchers[method].launch(self)
         # Drop our references: the child has its own copies now (as the stdlib does).
         del self._target, self._args, self._kwargs
@@ -317,6 +321,14 @@ class BaseProcess:
         if self.daemon:
             info.append("daemon")
         return "<{}>".format(" ".join(info))
+
+
+def _log_level() -> int | None:
+    """The effective level of polyproc's logger, if this process ever configured it."""
+    logging = sys.modules.get("logging")
+    if logging is None or "polyproc" not in logging.Logger.manager.loggerDict:
+        return None
+    return int(logging.getLogger("polyproc").getEffectiveLevel())
 
 
 def _exitcode_name(code: int) -> str:

@@ -191,7 +191,7 @@ def dumps(obj: Any, *, context: str = "send") -> bytes:
         pickler.dump(obj)
         return buf.getvalue()
     except Exception as exc:
-        raise _serialization_error(obj, context, exc) from exc
+        raise _serialization_error(obj, context, exc)  # noqa: B904 - cause set inside
     finally:
         buf.seek(0)
         buf.truncate()
@@ -203,12 +203,27 @@ def loads(data: bytes | bytearray | memoryview) -> Any:
     return pickle.loads(data)
 
 
-def _serialization_error(obj: Any, context: str, exc: BaseException) -> SerializationError:
+# What pickle itself raises for an object it cannot handle; anything else came from the
+# object's own __reduce__ or __getstate__ and keeps its type.
+_PICKLING_FAILURES = (pickle.PicklingError, TypeError, AttributeError, RecursionError)
+
+
+def _serialization_error(obj: Any, context: str, exc: Exception) -> Exception:
+    """The error to raise for *obj* that failed to pickle with *exc*.
+
+    A failure of pickle itself becomes a SerializationError naming the object and the
+    call; an exception raised by the object's own pickling code is raised as itself (as
+    multiprocessing lets it through), with a note naming the object and the call.
+    """
     culprit = _find_culprit(obj)
     where = "" if culprit is obj else f" because it contains {describe(culprit)}"
-    return SerializationError(
-        f"{context}: cannot pickle {describe(obj)}{where}: {type(exc).__name__}: {exc}"
-    )
+    message = f"{context}: cannot pickle {describe(obj)}{where}"
+    if isinstance(exc, _PICKLING_FAILURES):
+        error = SerializationError(f"{message}: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
+    exc.add_note(message)
+    return exc
 
 
 def _find_culprit(obj: Any, depth: int = 0) -> Any:
@@ -285,7 +300,7 @@ def dumps_for_child(obj: Any, *, context: str) -> tuple[bytes, list[int]]:
     try:
         pickler.dump(obj)
     except Exception as exc:
-        raise _serialization_error(obj, context, exc) from exc
+        raise _serialization_error(obj, context, exc)  # noqa: B904 - cause set inside
     return buf.getvalue(), pickler.fds
 
 

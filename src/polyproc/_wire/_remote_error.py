@@ -29,7 +29,11 @@ def format_remote(exc: BaseException, where: str) -> str:
 
 
 def pack_exception(exc: BaseException, where: str, limit: int = MAX_REPORT_BYTES) -> bytes:
-    """Pickle *exc* with its traceback text, falling back to a :class:`RemoteError`."""
+    """Pickle *exc* with its traceback text, falling back to a :class:`RemoteError`.
+
+    *limit* bounds the result (a process's report must fit a pipe buffer); a pool's
+    result pipe has no such bound and passes a large one.
+    """
     text = format_remote(exc, where)
     if len(text) > limit // 2:
         text = text[: limit // 4] + "\n[... traceback truncated ...]\n" + text[-limit // 4 :]
