@@ -1,4 +1,4 @@
-"""The quick subset run by ``make test``: public Process and connection tests known to pass.
+"""The quick subset run by ``make test``: public tests of the core areas known to pass.
 
 ``quick_expected.txt`` lists one test id (``method:Class.test``) per line; ``#`` starts a
 comment. ``python -m tests.compat --update-quick`` regenerates it from the public tests of
@@ -18,7 +18,7 @@ __all__ = [
 EXPECTED_FILE = Path(__file__).resolve().parent / "quick_expected.txt"
 
 #: Classes the quick subset is drawn from: the process life cycle and the connection layer,
-#: which everything else is built on.
+#: which everything else is built on, then shared state and the pool.
 QUICK_CLASSES: tuple[str, ...] = (
     "WithProcessesTestProcess",
     "WithProcessesTestConnection",
@@ -26,6 +26,15 @@ QUICK_CLASSES: tuple[str, ...] = (
     "WithProcessesTestListenerClient",
     "WithProcessesTestPoll",
     "TestWait",
+    "WithProcessesTestLock",
+    "WithProcessesTestSemaphore",
+    "WithProcessesTestEvent",
+    "WithProcessesTestValue",
+    "WithProcessesTestArray",
+    "WithProcessesTestQueue",
+    "TestSimpleQueue",
+    "WithProcessesTestSharedMemory",
+    "WithProcessesTestPool",
 )
 
 #: Tests kept out of the quick subset whatever a regeneration run says, with the reason.
@@ -40,7 +49,7 @@ MAX_TEST_SECONDS = 2.5
 
 _HEADER = """\
 # Quick subset of CPython's multiprocessing suite run by `make test` (python -m tests.compat
-# --quick): public-API Process and connection tests that polyproc passes. Every test listed
+# --quick): public-API tests of the core areas that polyproc passes. Every test listed
 # here must pass. Regenerate with: python -m tests.compat --update-quick
 """
 
