@@ -12,13 +12,22 @@ The header comment of each C source says why it is native.
 from setuptools import Extension, setup
 
 FLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+HEADERS = ["src/polyproc/_os/_futex.h"]
 
 setup(
     ext_modules=[
         Extension(
-            "polyproc._os._semaphore", ["src/polyproc/_os/_semaphore.c"], extra_compile_args=FLAGS
+            "polyproc._os._semaphore",
+            ["src/polyproc/_os/_semaphore.c"],
+            depends=HEADERS,
+            extra_compile_args=FLAGS,
         ),
-        Extension("polyproc._os._ring", ["src/polyproc/_os/_ring.c"], extra_compile_args=FLAGS),
+        Extension(
+            "polyproc._os._ring",
+            ["src/polyproc/_os/_ring.c"],
+            depends=HEADERS,
+            extra_compile_args=FLAGS,
+        ),
         Extension(
             "polyproc._os._lifeline", ["src/polyproc/_os/_lifeline.c"], extra_compile_args=FLAGS
         ),

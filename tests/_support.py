@@ -28,3 +28,13 @@ def wait_until(predicate: Callable[[], bool], timeout: float = SHORT_TIMEOUT) ->
             return False
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def process_gone(pid: int) -> bool:
+    """Whether *pid* has ended (a zombie awaiting its reaper counts as ended)."""
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True

@@ -265,3 +265,28 @@ def test_windows_pipe_addresses_are_refused():
     """An AF_PIPE address is a ValueError here, as in multiprocessing on Linux."""
     with pytest.raises(ValueError, match="AF_PIPE"):
         Listener(r"\\.\test")
+
+
+def test_challenge_functions_authenticate_one_direction():
+    """deliver_challenge/answer_challenge: the documented half-handshakes."""
+    from polyproc.connection import answer_challenge, deliver_challenge
+
+    a, b = polyproc.Pipe()
+    t = threading.Thread(target=answer_challenge, args=(b, b"key"))
+    t.start()
+    deliver_challenge(a, b"key")
+    t.join(SHORT_TIMEOUT)
+    errors: list = []
+
+    def answer_wrong():
+        try:
+            answer_challenge(b, b"other")
+        except AuthenticationError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=answer_wrong)
+    t.start()
+    with pytest.raises(AuthenticationError):
+        deliver_challenge(a, b"key")
+    t.join(SHORT_TIMEOUT)
+    assert len(errors) == 1

@@ -9,10 +9,9 @@ import sys
 import textwrap
 import time
 
-import psutil
 import pytest
 
-from tests._support import SHORT_TIMEOUT, START_METHODS, wait_until
+from tests._support import SHORT_TIMEOUT, START_METHODS, process_gone, wait_until
 
 
 def _run_script(tmp_path, body: str, *args: str, **kwargs):
@@ -138,17 +137,11 @@ def test_no_orphans_when_the_parent_is_killed(tmp_path, method):
         parent.wait(SHORT_TIMEOUT)
         killed_at = time.monotonic()
 
-        def gone(pid: int) -> bool:
-            try:
-                return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-            except psutil.NoSuchProcess:
-                return True
-
         # Each generation goes within 1 s of its own parent.
-        assert wait_until(lambda: gone(child_pid), SHORT_TIMEOUT)
+        assert wait_until(lambda: process_gone(child_pid), SHORT_TIMEOUT)
         child_gone_at = time.monotonic()
         assert child_gone_at - killed_at < 1.0
-        assert wait_until(lambda: gone(grandchild_pid), SHORT_TIMEOUT)
+        assert wait_until(lambda: process_gone(grandchild_pid), SHORT_TIMEOUT)
         assert time.monotonic() - child_gone_at < 1.0
     finally:
         parent.kill()
@@ -255,13 +248,7 @@ def test_nothing_leaks_when_everything_is_killed(tmp_path, method):
         app.kill()
         app.wait(SHORT_TIMEOUT)
 
-        def gone(pid: int) -> bool:
-            try:
-                return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-            except psutil.NoSuchProcess:
-                return True
-
-        assert wait_until(lambda: all(gone(pid) for pid in pids), 5)
+        assert wait_until(lambda: all(process_gone(pid) for pid in pids), 5)
         assert set(os.listdir("/dev/shm")) - shm_before == set()
     finally:
         app.kill()

@@ -7,10 +7,20 @@ processes over Unix or TCP sockets, authenticated with an HMAC-SHA256 handshake 
 
 from __future__ import annotations
 
+from ._wire._auth import answer_challenge, deliver_challenge
 from ._wire._connection import Connection, make_pipe, wait
 from ._wire._listener import Client, Listener, address_type
 
-__all__ = ["Client", "Connection", "Listener", "Pipe", "address_type", "wait"]
+__all__ = [
+    "Client",
+    "Connection",
+    "Listener",
+    "Pipe",
+    "address_type",
+    "answer_challenge",
+    "deliver_challenge",
+    "wait",
+]
 
 
 def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:

@@ -42,6 +42,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "_futex.h"
+
 #define HEADER_SIZE 4096
 #define RECORD_HEAD 8
 #define FLAG_RAW 1u
@@ -79,20 +81,6 @@ typedef struct {
 
 static PyObject *FullError = NULL;
 static PyObject *EmptyError = NULL;
-
-static long
-futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *timeout)
-{
-    return syscall(SYS_futex, (uint32_t *)addr, op, val, timeout, NULL, 0);
-}
-
-static long long
-monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* Sleep on *word while it equals expected, at most until deadline (or LOCK_CHECK_NS when
  * slice is set). Returns -1 on EINTR, 0 otherwise. GIL must be released. */

@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "_futex.h"
+
 #define KIND_RECURSIVE_MUTEX 0
 #define KIND_SEMAPHORE 1
 #define SLOT_SIZE 64
@@ -65,21 +67,6 @@ typedef struct {
 
 /* Warning category for a lock taken over from a dead holder; set by the Python layer. */
 static PyObject *abandoned_warning = NULL;
-
-static long
-futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *timeout)
-{
-    /* Not FUTEX_PRIVATE_FLAG: the word is shared between processes. */
-    return syscall(SYS_futex, (uint32_t *)addr, op, val, timeout, NULL, 0);
-}
-
-static long long
-monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static int
 try_take(shared_state *s)

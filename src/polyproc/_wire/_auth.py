@@ -19,7 +19,13 @@ from .._os._wait import wait_readable
 from ..exceptions import AuthenticationError
 from ._connection import Connection
 
-__all__ = ["HANDSHAKE_TIMEOUT_S", "authenticate_accepted", "authenticate_connecting"]
+__all__ = [
+    "HANDSHAKE_TIMEOUT_S",
+    "answer_challenge",
+    "authenticate_accepted",
+    "authenticate_connecting",
+    "deliver_challenge",
+]
 
 HANDSHAKE_TIMEOUT_S = 5.0
 MAX_HANDSHAKE_MESSAGE = 256
@@ -114,3 +120,28 @@ def _read_before(fd: int, size: int, deadline: float) -> bytes:
             raise AuthenticationError("the peer closed the connection during authentication")
         data += chunk
     return data
+
+
+def deliver_challenge(
+    connection: Connection, authkey: bytes, timeout: float = HANDSHAKE_TIMEOUT_S
+) -> None:
+    """Challenge the peer of *connection* to prove it holds *authkey* (one direction).
+
+    The public half-handshake of :mod:`multiprocessing.connection`; the peer calls
+    :func:`answer_challenge`.
+
+    Raises:
+        AuthenticationError: the peer's answer was wrong, malformed or late.
+    """
+    _verify_peer(connection, authkey, time.monotonic() + timeout)
+
+
+def answer_challenge(
+    connection: Connection, authkey: bytes, timeout: float = HANDSHAKE_TIMEOUT_S
+) -> None:
+    """Answer the challenge of :func:`deliver_challenge` with *authkey*.
+
+    Raises:
+        AuthenticationError: the peer rejected the answer, or sent no proper challenge.
+    """
+    _prove_to_peer(connection, authkey, time.monotonic() + timeout)
