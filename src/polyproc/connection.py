@@ -7,11 +7,14 @@ processes over Unix or TCP sockets, authenticated with an HMAC-SHA256 handshake 
 
 from __future__ import annotations
 
-from ._wire._auth import answer_challenge, deliver_challenge
+from ._wire._auth import CHALLENGE, FAILURE, WELCOME, answer_challenge, deliver_challenge
 from ._wire._connection import Connection, make_pipe, wait
 from ._wire._listener import Client, Listener, address_type
 
 __all__ = [
+    "CHALLENGE",
+    "FAILURE",
+    "WELCOME",
     "Client",
     "Connection",
     "Listener",

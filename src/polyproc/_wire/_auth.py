@@ -19,8 +19,15 @@ from .._os._wait import wait_readable
 from ..exceptions import AuthenticationError
 from ._connection import Connection
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = [
+    "CHALLENGE",
+    "FAILURE",
     "HANDSHAKE_TIMEOUT_S",
+    "WELCOME",
     "answer_challenge",
     "authenticate_accepted",
     "authenticate_connecting",
@@ -33,6 +40,8 @@ MAX_HANDSHAKE_MESSAGE = 256
 _CHALLENGE = b"#POLYPROC-CHALLENGE-1#"
 _WELCOME = b"#WELCOME#"
 _FAILURE = b"#FAILURE#"
+# The message prefixes, under the names multiprocessing.connection gives them.
+CHALLENGE, WELCOME, FAILURE = _CHALLENGE, _WELCOME, _FAILURE
 _NONCE_BYTES = 32
 
 
@@ -69,10 +78,10 @@ def _same_digest(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, b)
 
 
-def _verify_peer(conn: Connection, authkey: bytes, deadline: float) -> None:
+def _verify_peer(conn: Any, authkey: bytes, deadline: float | None) -> None:
     nonce = os.urandom(_NONCE_BYTES)
     conn.send_bytes(_CHALLENGE + nonce)
-    answer = _recv_bounded(conn, deadline)
+    answer = _recv(conn, deadline)
     if _same_digest(answer, _digest(authkey, nonce)):
         conn.send_bytes(_WELCOME)
         return
@@ -80,14 +89,27 @@ def _verify_peer(conn: Connection, authkey: bytes, deadline: float) -> None:
     raise AuthenticationError("digest received was wrong: the peer has another authkey")
 
 
-def _prove_to_peer(conn: Connection, authkey: bytes, deadline: float) -> None:
-    challenge = _recv_bounded(conn, deadline)
+def _prove_to_peer(conn: Any, authkey: bytes, deadline: float | None) -> None:
+    challenge = _recv(conn, deadline)
     if not challenge.startswith(_CHALLENGE) or len(challenge) != len(_CHALLENGE) + _NONCE_BYTES:
         raise AuthenticationError(f"expected an authentication challenge, got {challenge[:40]!r}")
     conn.send_bytes(_digest(authkey, challenge[len(_CHALLENGE) :]))
-    verdict = _recv_bounded(conn, deadline)
+    verdict = _recv(conn, deadline)
     if verdict != _WELCOME:
         raise AuthenticationError("digest sent was rejected: the peer has another authkey")
+
+
+def _recv(conn: Any, deadline: float | None) -> bytes:
+    """One handshake message: under *deadline* on a real connection, or as the duck-typed
+    connection's ``recv_bytes(maxlength)`` gives it (the public half-handshakes)."""
+    if deadline is not None and isinstance(conn, Connection):
+        return _recv_bounded(conn, deadline)
+    try:
+        return bytes(conn.recv_bytes(MAX_HANDSHAKE_MESSAGE))
+    except EOFError:
+        raise AuthenticationError("the peer closed the connection during authentication") from None
+    except OSError as exc:
+        raise AuthenticationError(f"invalid authentication message: {exc}") from None
 
 
 def _recv_bounded(conn: Connection, deadline: float) -> bytes:
@@ -122,26 +144,23 @@ def _read_before(fd: int, size: int, deadline: float) -> bytes:
     return data
 
 
-def deliver_challenge(
-    connection: Connection, authkey: bytes, timeout: float = HANDSHAKE_TIMEOUT_S
-) -> None:
+def deliver_challenge(connection: Any, authkey: bytes) -> None:
     """Challenge the peer of *connection* to prove it holds *authkey* (one direction).
 
     The public half-handshake of :mod:`multiprocessing.connection`; the peer calls
-    :func:`answer_challenge`.
+    :func:`answer_challenge`. *connection* needs only ``send_bytes`` and
+    ``recv_bytes(maxlength)``.
 
     Raises:
-        AuthenticationError: the peer's answer was wrong, malformed or late.
+        AuthenticationError: the peer's answer was wrong or malformed.
     """
-    _verify_peer(connection, authkey, time.monotonic() + timeout)
+    _verify_peer(connection, authkey, None)
 
 
-def answer_challenge(
-    connection: Connection, authkey: bytes, timeout: float = HANDSHAKE_TIMEOUT_S
-) -> None:
+def answer_challenge(connection: Any, authkey: bytes) -> None:
     """Answer the challenge of :func:`deliver_challenge` with *authkey*.
 
     Raises:
         AuthenticationError: the peer rejected the answer, or sent no proper challenge.
     """
-    _prove_to_peer(connection, authkey, time.monotonic() + timeout)
+    _prove_to_peer(connection, authkey, None)
