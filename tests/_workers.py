@@ -282,3 +282,15 @@ def start_reporting_grandchild(conn: Any) -> None:
 def send_start_method(conn: Any) -> None:
     """Send the default start method as this child sees it."""
     conn.send(polyproc.get_start_method())
+
+
+def segfault(x: Any) -> None:
+    """Crash with a segmentation fault, as a bug in native code would."""
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def exit_abruptly(code: int) -> None:
+    """Leave with os._exit(code), skipping all cleanup."""
+    os._exit(code)

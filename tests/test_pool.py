@@ -77,6 +77,21 @@ def test_killed_worker_fails_only_its_task(pool):
     assert [i * i for i in range(20)] == pool.map(_workers.square, range(20))
 
 
+@pytest.mark.parametrize(
+    ("func", "arg", "cause"),
+    [
+        (_workers.segfault, None, "SIGSEGV"),
+        (_workers.exit_abruptly, 3, "exit code 3"),
+    ],
+    ids=["segfault", "os._exit"],
+)
+def test_crashing_worker_fails_only_its_task(pool, func, arg, cause):
+    """A segfault or os._exit in a task: WorkerLostError saying how; the pool goes on."""
+    with pytest.raises(WorkerLostError, match=cause):
+        pool.apply_async(func, (arg,)).get(SHORT_TIMEOUT)
+    assert [1, 4] == pool.map(_workers.square, [1, 2])
+
+
 def test_task_timeout_kills_only_the_stuck_worker(pool):
     """A task past its task_timeout fails with TimeoutError; the others still finish."""
     stuck = pool.apply_async(_workers.block_forever, (None,), task_timeout=0.2)

@@ -253,3 +253,45 @@ def test_nothing_leaks_when_everything_is_killed(tmp_path, method):
     finally:
         app.kill()
         app.wait(SHORT_TIMEOUT)
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_ctrl_c_during_map_returns_at_once_and_leaves_no_workers(tmp_path, method):
+    """SIGINT in the parent while map() waits: control returns within 1 s, workers go."""
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            import polyproc as multiprocessing
+            from tests import _workers
+            if __name__ == '__main__':
+                ctx = multiprocessing.get_context(sys.argv[1])
+                with ctx.Pool(2) as pool:
+                    pids = set(pool.map(_workers.my_pid, range(20), chunksize=1))
+                    try:
+                        stuck = pool.map_async(_workers.block_forever, range(4))
+                        print(*pids, flush=True)
+                        stuck.get()
+                    except KeyboardInterrupt:
+                        print("interrupted", flush=True)
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    app = subprocess.Popen(
+        [sys.executable, str(script), method], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        pids = [int(pid) for pid in app.stdout.readline().split()]
+        assert pids
+        app.send_signal(signal.SIGINT)
+        sent_at = time.monotonic()
+        assert "interrupted\n" == app.stdout.readline()
+        app.wait(SHORT_TIMEOUT)
+        assert time.monotonic() - sent_at < 1.0
+        assert 0 == app.returncode
+        assert wait_until(lambda: all(process_gone(pid) for pid in pids), 5)
+    finally:
+        app.kill()
+        app.wait(SHORT_TIMEOUT)
