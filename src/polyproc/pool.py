@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import context as _context
 from ._pool import _pool
+from ._pool._executor import PoolExecutor as _PoolExecutor
 from ._pool._results import (
     ApplyResult,
     AsyncResult,
@@ -30,6 +31,7 @@ __all__ = [
     "IMapUnorderedIterator",
     "MapResult",
     "Pool",
+    "PoolExecutor",
     "ThreadPool",
 ]
 
@@ -78,3 +80,26 @@ class ThreadPool(_pool.Pool):
 
     def _encode(self, payload: tuple[Any, ...], context: str) -> Any:
         return payload
+
+
+class PoolExecutor(_PoolExecutor):
+    __doc__ = _PoolExecutor.__doc__
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        mp_context: Any = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        *,
+        max_tasks_per_child: int | None = None,
+        task_timeout: float | None = None,
+    ) -> None:
+        super().__init__(
+            max_workers,
+            mp_context if mp_context is not None else _context.default_context.get_context(),
+            initializer,
+            initargs,
+            max_tasks_per_child=max_tasks_per_child,
+            task_timeout=task_timeout,
+        )

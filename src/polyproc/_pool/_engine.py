@@ -70,7 +70,7 @@ class Batch:
     results; on failure ``(results_before_the_failure, exception)``.
     """
 
-    __slots__ = ("data", "deadline", "deliver", "describe", "id", "size", "timeout")
+    __slots__ = ("data", "deadline", "deliver", "describe", "id", "on_start", "size", "timeout")
 
     def __init__(
         self,
@@ -88,6 +88,8 @@ class Batch:
         self.size = size
         self.timeout = timeout
         self.deadline: float | None = None
+        # Called just before the batch goes to a worker; False drops it (a cancelled future).
+        self.on_start: Callable[[], bool] | None = None
 
 
 class _Worker:
@@ -361,6 +363,12 @@ class PoolEngine:
         return len(worker.outstanding) == 1 and worker.outstanding[0].timeout is None
 
     def _next_batch(self) -> Batch | None:
+        while True:
+            batch = self._next_queued_batch()
+            if batch is None or batch.on_start is None or batch.on_start():
+                return batch
+
+    def _next_queued_batch(self) -> Batch | None:
         with self._lock:
             if self._pending:
                 return self._pending.popleft()

@@ -132,6 +132,20 @@ class Pool:
             ValueError: the pool is closed or terminated.
             SerializationError: *func* or an argument cannot be pickled.
         """
+        return self._apply(func, args, kwds, callback, error_callback, task_timeout, None)
+
+    def _apply(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any],
+        kwds: Mapping[str, Any] | None,
+        callback: Callable[[Any], object] | None,
+        error_callback: Callable[[BaseException], object] | None,
+        task_timeout: float | None,
+        on_start: Callable[[], bool] | None,
+    ) -> ApplyResult:
+        """apply_async, plus *on_start*: called before the task is sent to a worker; if
+        it returns False the task is dropped unsent (a cancelled future)."""
         self._engine.check_running()
         args = tuple(args)
         kwds = dict(kwds or {})
@@ -142,7 +156,9 @@ class Pool:
         def deliver(success: bool, value: Any) -> None:
             result._set(True, value[0]) if success else result._set(False, value[1])
 
-        self._engine.submit(Batch(data, deliver, _describe_call(func, args), 1, timeout))
+        batch = Batch(data, deliver, _describe_call(func, args), 1, timeout)
+        batch.on_start = on_start
+        self._engine.submit(batch)
         return result
 
     def map(

@@ -133,7 +133,8 @@ class ThreadEngine:
                     continue
                 self._queue.put(item)
                 item = batch
-            self._run(item)
+            if item.on_start is None or item.on_start():
+                self._run(item)
             item = batch = None  # keep no task's arguments or results alive (bpo-29861)
 
     @staticmethod
