@@ -45,3 +45,6 @@ def test_demo_runs_the_seed_tour(method):
         assert f"[{i}, 'hello']" in out  # the Queue example
         assert f"hello world {i}\n" in out  # the Lock example
     assert "3.1415927 [0, -1, -2, -3, -4, -5, -6, -7, -8, -9]" in out  # Value and Array
+    assert "[1, 4, 9]\n" in out  # Pool(5).map
+    assert f"{[i * i for i in range(10)]}\n" in out  # apply_async(...).get(timeout=10)
+    assert "3 -> lost:" in out and "the pool goes on: [16, 25]" in out  # a killed worker

@@ -215,3 +215,29 @@ def test_an_objects_own_pickling_error_keeps_its_type(pool):
     with pytest.raises(RuntimeError, match="cannot pickle this") as info:
         pool.map(_workers.square, [_RefusesPickling()])
     assert any("Pool.map" in note for note in info.value.__notes__)
+
+
+def test_big_tasks_wait_for_an_idle_worker(pool):
+    """Tasks too big to prefetch behind a busy worker still all complete (no busy loop)."""
+    blob = b"x" * 200_000
+    results = [pool.apply_async(len, (blob,)) for _ in range(6)]
+    assert [200_000] * 6 == [r.get(SHORT_TIMEOUT) for r in results]
+
+
+def test_death_with_tasks_queued_behind_it(pool):
+    """A worker dies while tasks wait: they go to the other and its replacement.
+
+    Regression: the manager used to retry sending to the dying worker in a busy loop and
+    never noticed the death.
+    """
+    for _ in range(5):
+        results = [
+            pool.apply_async(_workers.kill_myself if i == 3 else _workers.square, (i,))
+            for i in range(8)
+        ]
+        for i, result in enumerate(results):
+            if i == 3:
+                with pytest.raises(WorkerLostError):
+                    result.get(SHORT_TIMEOUT)
+            else:
+                assert i * i == result.get(SHORT_TIMEOUT)

@@ -93,7 +93,7 @@ class Batch:
 
 
 class _Worker:
-    __slots__ = ("conn", "outstanding", "process", "sent", "timed_out")
+    __slots__ = ("conn", "gone", "outstanding", "process", "sent", "timed_out")
 
     def __init__(self, process: Any, conn: Any) -> None:
         self.process = process
@@ -101,6 +101,8 @@ class _Worker:
         self.outstanding: collections.deque[Batch] = collections.deque()
         self.sent = 0
         self.timed_out: Batch | None = None
+        # Its pipe broke: it is dying, and takes nothing more until its sentinel says so.
+        self.gone = False
 
 
 class PoolEngine:
@@ -292,7 +294,7 @@ class PoolEngine:
             while conn.poll(0):
                 self._on_message(worker, conn.recv())
         except (EOFError, OSError):
-            pass  # the worker is gone; its sentinel says so
+            worker.gone = True  # it is dying; its sentinel will say so
 
     def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         tag, batch_id = message[0], message[1]
@@ -350,10 +352,11 @@ class PoolEngine:
                 batch = self._next_batch()
                 if batch is None:
                     return
-                self._send(worker, batch)
+                if not self._send(worker, batch):
+                    break  # not to this worker now: try the next one
 
     def _has_room(self, worker: _Worker) -> bool:
-        if worker.timed_out is not None:
+        if worker.gone or worker.timed_out is not None:
             return False
         if self._maxtasks is not None and worker.sent >= self._maxtasks:
             return False
@@ -387,21 +390,26 @@ class PoolEngine:
                 return batch
         return None
 
-    def _send(self, worker: _Worker, batch: Batch) -> None:
+    def _send(self, worker: _Worker, batch: Batch) -> bool:
+        """Send *batch* to *worker*; False (batch requeued) if it cannot take it now."""
         if worker.outstanding and len(batch.data) > _PREFETCH_LIMIT_BYTES:
             with self._lock:  # too big to sit in a busy worker's pipe: wait for an idle one
                 self._pending.appendleft(batch)
-            return
+            return False
         try:
             worker.conn.send_bytes(HEADER.pack(batch.id) + batch.data)
         except OSError:
-            with self._lock:  # the worker died; _on_exit will replace it
+            # The worker is dying: requeue the batch and send it nothing more (a retry here
+            # would spin, and the manager would never get back to notice the death).
+            worker.gone = True
+            with self._lock:
                 self._pending.appendleft(batch)
-            return
+            return False
         worker.sent += 1
         worker.outstanding.append(batch)
         if len(worker.outstanding) == 1:
             self._start_clock(batch)
+        return True
 
     @staticmethod
     def _start_clock(batch: Batch) -> None:
