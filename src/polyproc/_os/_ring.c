@@ -50,6 +50,8 @@
 #define LOCK_CHECK_NS 100000000LL /* 100 ms */
 #define MAGIC 0x706f6c79u          /* "poly" */
 #define SPINS 64
+#define GROW_GRACE_NS 2000000LL /* 2 ms: how long a put waits for room before growing */
+#define GROW_GRACE_MESSAGES 4   /* ... once the ring holds this many messages of its size */
 
 typedef struct {
     uint32_t magic;
@@ -67,6 +69,7 @@ typedef struct {
     _Atomic uint32_t lock_waiters;
     _Atomic uint32_t unfinished;  /* JoinableQueue: put minus task_done */
     _Atomic uint32_t unfinished_seq;
+    _Atomic uint32_t readers_active; /* consumers inside get() now (waiting or copying) */
 } ring_header;
 
 typedef struct {
@@ -390,6 +393,31 @@ ring_put(RingObject *self, PyObject *args, PyObject *kwds)
     }
     uint64_t tail = atomic_load(&h->tail);
     uint64_t head = atomic_load(&h->head);
+    if (self->mapped - (tail - head) < total && self->mapped >= GROW_GRACE_MESSAGES * total &&
+        atomic_load(&h->readers_active) > 0) {
+        /* Full, but consumers are at work and the ring already holds several messages of
+         * this size: give them GROW_GRACE_NS to make room before growing. Growing costs
+         * fresh pages the kernel must zero, so a ring that grows whenever producers are
+         * briefly ahead ends up slower than one that waits a little; a ring smaller than
+         * a few messages would make producer and consumer take turns instead of
+         * overlapping. The wait is bounded: an unbounded put never blocks for long. */
+        uint32_t seq = atomic_load(&h->space_seq);
+        lock_release(self, &h->put_lock);
+        atomic_fetch_add(&h->writers_waiting, 1);
+        Py_BEGIN_ALLOW_THREADS
+        sleep_on(&h->space_seq, seq, monotonic_ns() + GROW_GRACE_NS, 0);
+        Py_END_ALLOW_THREADS
+        atomic_fetch_sub(&h->writers_waiting, 1);
+        if (PyErr_CheckSignals() < 0 || lock_acquire(self, &h->put_lock, -1) <= 0) {
+            goto done;
+        }
+        if (map_data(self) < 0) {
+            lock_release(self, &h->put_lock);
+            goto done;
+        }
+        tail = atomic_load(&h->tail);
+        head = atomic_load(&h->head);
+    }
     if (self->mapped - (tail - head) < total) {
         if (grow(self, total, deadline) < 0) {
             lock_release(self, &h->put_lock);
@@ -414,6 +442,8 @@ done:
     return result;
 }
 
+static PyObject *ring_take(RingObject *self, ring_header *h, long long deadline);
+
 /* get(block=True, timeout=None) -> (raw: bool, data: bytes) */
 static PyObject *
 ring_get(RingObject *self, PyObject *args, PyObject *kwds)
@@ -429,6 +459,17 @@ ring_get(RingObject *self, PyObject *args, PyObject *kwds)
     if (block && (deadline = deadline_from(timeout)) == -2) {
         return NULL;
     }
+    /* A consumer killed inside get() leaves this count high: producers then wait their
+     * short grace before growing, which costs time, not correctness. */
+    atomic_fetch_add(&h->readers_active, 1);
+    PyObject *result = ring_take(self, h, deadline);
+    atomic_fetch_sub(&h->readers_active, 1);
+    return result;
+}
+
+static PyObject *
+ring_take(RingObject *self, ring_header *h, long long deadline)
+{
     for (;;) {
         uint32_t seq = atomic_load(&h->data_seq);
         if (atomic_load(&h->count) > 0) {
