@@ -17,7 +17,7 @@ from polyproc.exceptions import (
 )
 from polyproc.pool import ThreadPool
 from tests import _workers
-from tests._support import SHORT_TIMEOUT
+from tests._support import SHORT_TIMEOUT, wait_until
 
 
 @pytest.fixture
@@ -241,3 +241,33 @@ def test_death_with_tasks_queued_behind_it(pool):
                     result.get(SHORT_TIMEOUT)
             else:
                 assert i * i == result.get(SHORT_TIMEOUT)
+
+
+def test_statistics(ctx):
+    """statistics(): calls done and failed, restarts with their causes, per-worker time."""
+    with ctx.Pool(2, maxtasksperchild=3) as p:
+        assert [i * i for i in range(10)] == p.map(_workers.square, range(10), chunksize=1)
+        with pytest.raises(ValueError):
+            p.apply(_workers.fail_with, ("x",))
+        with pytest.raises(WorkerLostError):
+            p.apply(_workers.kill_myself, (None,))
+        with pytest.raises(TimeoutError):
+            p.apply(_workers.block_forever, (None,), task_timeout=0.1)
+        # Replacements start just after the failures are delivered: wait for them.
+        assert wait_until(lambda: p.statistics().workers == 2)
+        stats = p.statistics()
+    assert 10 == stats.tasks_done
+    assert 3 == stats.tasks_failed
+    assert stats.restart_causes.get("SIGKILL", 0) >= 1
+    assert stats.restart_causes.get("task_timeout", 0) == 1
+    assert stats.restart_causes.get("maxtasksperchild", 0) >= 1
+    assert stats.restarts == sum(stats.restart_causes.values())
+    assert 2 == stats.workers == len(stats.per_worker)
+    assert all(w.busy_seconds >= 0 and w.idle_seconds >= 0 for w in stats.per_worker)
+
+
+def test_thread_pool_statistics():
+    """A ThreadPool counts its calls too."""
+    with ThreadPool(2) as p:
+        p.map(_workers.square, range(5))
+        assert 5 == p.statistics().tasks_done

@@ -32,6 +32,7 @@ import collections
 import itertools
 import os
 import select
+import signal
 import threading
 import time
 
@@ -39,6 +40,7 @@ from .._os._procs import describe_exit
 from .._wire._connection import make_pipe
 from .._wire._remote_error import unpack_exception
 from ..exceptions import InitializerError, ProcessError, TimeoutError, WorkerLostError
+from ._stats import PoolStatistics, WorkerStatistics
 from ._worker import DONE, HEADER, INIT_FAILED, worker_main
 
 TYPE_CHECKING = False
@@ -93,7 +95,18 @@ class Batch:
 
 
 class _Worker:
-    __slots__ = ("conn", "gone", "outstanding", "process", "sent", "timed_out")
+    __slots__ = (
+        "born",
+        "busy_seconds",
+        "busy_since",
+        "conn",
+        "done",
+        "gone",
+        "outstanding",
+        "process",
+        "sent",
+        "timed_out",
+    )
 
     def __init__(self, process: Any, conn: Any) -> None:
         self.process = process
@@ -103,6 +116,11 @@ class _Worker:
         self.timed_out: Batch | None = None
         # Its pipe broke: it is dying, and takes nothing more until its sentinel says so.
         self.gone = False
+        # For statistics(): calls completed, and time spent running batches.
+        self.done = 0
+        self.born = time.monotonic()
+        self.busy_since: float | None = None
+        self.busy_seconds = 0.0
 
 
 class PoolEngine:
@@ -128,6 +146,9 @@ class PoolEngine:
         self._ids = itertools.count(1)
         self._state = RUN
         self._broken: BaseException | None = None
+        self._done = 0
+        self._failed = 0
+        self._restarts: collections.Counter[str] = collections.Counter()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -195,6 +216,27 @@ class PoolEngine:
         if self._state == RUN:
             raise ValueError("Pool is still running")
         self._thread.join(timeout)
+
+    def statistics(self) -> PoolStatistics:
+        """A snapshot of the pool's counters (see PoolStatistics)."""
+        now = time.monotonic()
+        per_worker = []
+        for w in list(self._workers):
+            busy = w.busy_seconds + (now - w.busy_since if w.busy_since is not None else 0.0)
+            per_worker.append(
+                WorkerStatistics(w.process.pid, w.done, busy, max(0.0, now - w.born - busy))
+            )
+        with self._lock:
+            queued = sum(batch.size for batch in self._pending)
+        return PoolStatistics(
+            workers=len(per_worker),
+            tasks_done=self._done,
+            tasks_failed=self._failed,
+            tasks_queued=queued,
+            restarts=sum(self._restarts.values()),
+            restart_causes=dict(self._restarts),
+            per_worker=tuple(per_worker),
+        )
 
     def worker_pids(self) -> list[int]:
         """The pids of the current workers (for tests and statistics)."""
@@ -307,12 +349,19 @@ class PoolEngine:
         batch = worker.outstanding.popleft()
         if batch.id != batch_id:  # cannot happen with one pipe per worker; be loud if it does
             raise ProcessError(f"pool protocol error: got batch {batch_id}, expected {batch.id}")
+        self._end_busy(worker)
         if tag == DONE:
+            worker.done += batch.size
+            self._done += batch.size
             batch.deliver(True, message[2])
         else:
+            done = len(message[2])
+            worker.done += done
+            self._done += done
+            self._failed += 1
             batch.deliver(False, (message[2], unpack_exception(message[3])))
         if worker.outstanding:
-            self._start_clock(worker.outstanding[0])
+            self._begin(worker, worker.outstanding[0])
 
     def _on_exit(self, worker: _Worker) -> None:
         if worker not in self._workers:
@@ -330,7 +379,9 @@ class PoolEngine:
         with self._lock:
             self._pending.extendleft(reversed(worker.outstanding))
         worker.outstanding.clear()
+        self._restarts[self._cause_of_exit(worker, running, exitcode)] += 1
         if running is not None and self._broken is None:
+            self._failed += 1
             if worker.timed_out is running:
                 error: BaseException = TimeoutError(
                     f"{running.describe} did not finish within its task_timeout of "
@@ -345,6 +396,18 @@ class PoolEngine:
             running.deliver(False, ([], error))
         if self._state != TERMINATE and self._broken is None:
             self._start_worker()
+
+    def _cause_of_exit(self, worker: _Worker, running: Batch | None, exitcode: Any) -> str:
+        if running is not None and worker.timed_out is running:
+            return "task_timeout"
+        if running is None and self._maxtasks is not None and worker.sent >= self._maxtasks:
+            return "maxtasksperchild"
+        if isinstance(exitcode, int) and exitcode < 0:
+            try:
+                return signal.Signals(-exitcode).name
+            except ValueError:
+                return f"signal {-exitcode}"
+        return f"exit code {exitcode}"
 
     def _dispatch(self) -> None:
         for worker in self._workers:
@@ -408,13 +471,22 @@ class PoolEngine:
         worker.sent += 1
         worker.outstanding.append(batch)
         if len(worker.outstanding) == 1:
-            self._start_clock(batch)
+            self._begin(worker, batch)
         return True
 
     @staticmethod
-    def _start_clock(batch: Batch) -> None:
+    def _begin(worker: _Worker, batch: Batch) -> None:
+        """*batch* is now the one *worker* runs: start its deadline and the busy clock."""
+        now = time.monotonic()
+        worker.busy_since = now
         if batch.timeout is not None:
-            batch.deadline = time.monotonic() + batch.timeout
+            batch.deadline = now + batch.timeout
+
+    @staticmethod
+    def _end_busy(worker: _Worker) -> None:
+        if worker.busy_since is not None:
+            worker.busy_seconds += time.monotonic() - worker.busy_since
+            worker.busy_since = None
 
     def _time_to_next_deadline(self) -> float | None:
         deadlines = [

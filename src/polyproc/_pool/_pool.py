@@ -24,6 +24,7 @@ import warnings
 from .._wire import _pickling
 from ._engine import RUN, Batch, PoolEngine
 from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
+from ._stats import PoolStatistics
 from ._worker import APPLY, MAP, STARMAP
 
 TYPE_CHECKING = False
@@ -300,6 +301,13 @@ class Pool:
             _ImapSource(func, iter(iterable), chunksize, results, timeout, self._encode)
         )
         return results
+
+    # -- what it does -------------------------------------------------------------------
+    def statistics(self) -> PoolStatistics:
+        """A snapshot of the pool: workers, tasks done, failed and queued, restarts and
+        their causes, and each worker's busy and idle time (a polyproc extension)."""
+        stats: PoolStatistics = self._engine.statistics()
+        return stats
 
     # -- life cycle --------------------------------------------------------------------
     def close(self) -> None:

@@ -11,6 +11,7 @@ import queue
 import threading
 
 from ..exceptions import InitializerError, ProcessError
+from ._stats import PoolStatistics
 from ._worker import APPLY, STARMAP
 
 TYPE_CHECKING = False
@@ -40,12 +41,24 @@ class ThreadEngine:
         self._state = "RUN"
         self._initializer = initializer
         self._initargs = initargs
+        self._done = 0  # updated by several threads: a statistic, not an exact ledger
+        self._failed = 0
         self._threads = [
             threading.Thread(target=self._work, name=f"polyproc-threadpool-{i}", daemon=True)
             for i in range(processes)
         ]
         for thread in self._threads:
             thread.start()
+
+    def statistics(self) -> PoolStatistics:
+        """Counters of a thread pool (threads are never restarted)."""
+        return PoolStatistics(
+            workers=len(self._threads),
+            tasks_done=self._done,
+            tasks_failed=self._failed,
+            tasks_queued=self._queue.qsize(),
+            restarts=0,
+        )
 
     def check_running(self) -> None:
         """Raise ValueError unless the pool accepts work."""
@@ -137,8 +150,7 @@ class ThreadEngine:
                 self._run(item)
             item = batch = None  # keep no task's arguments or results alive (bpo-29861)
 
-    @staticmethod
-    def _run(batch: Batch) -> None:
+    def _run(self, batch: Batch) -> None:
         kind, func, items = batch.data  # a tuple here: ThreadPool does not pickle
         results: list[Any] = []
         try:
@@ -150,6 +162,9 @@ class ThreadEngine:
             else:
                 results.extend(func(item) for item in items)
         except BaseException as exc:
+            self._done += len(results)
+            self._failed += 1
             batch.deliver(False, (results, exc))
         else:
+            self._done += len(results)
             batch.deliver(True, results)
