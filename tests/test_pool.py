@@ -271,3 +271,58 @@ def test_thread_pool_statistics():
     with ThreadPool(2) as p:
         p.map(_workers.square, range(5))
         assert 5 == p.statistics().tasks_done
+
+
+class _RecordingBar:
+    """A tqdm-compatible bar that records what it was told."""
+
+    def __init__(self):
+        self.total = None
+        self.n = 0
+        self.closed = False
+
+    def update(self, n):
+        self.n += n
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("method", ["map", "imap", "imap_unordered"])
+def test_progress_object_is_fed_and_closed(pool, method):
+    """progress=<tqdm-like>: updated per chunk, total set, closed when all is done."""
+    bar = _RecordingBar()
+    results = getattr(pool, method)(_workers.square, range(50), chunksize=7, progress=bar)
+    assert sorted(i * i for i in range(50)) == sorted(results)
+    assert wait_until(lambda: bar.closed)
+    assert 50 == bar.n == bar.total
+
+
+def test_progress_true_draws_a_bar(pool, capsys):
+    """progress=True draws a bar on stderr (tqdm's if installed, else ours) reaching 3/3."""
+    assert [0, 1, 4] == pool.map(_workers.square, range(3), progress=True)
+    seen: list[str] = []
+    # The bar is closed by the manager thread just after the results are delivered.
+    assert wait_until(lambda: seen.append(capsys.readouterr().err) or "3/3" in "".join(seen))
+
+
+def test_progress_rejects_nonsense(pool):
+    """A progress value that is neither a bool nor a bar is a TypeError at the call."""
+    with pytest.raises(TypeError, match="progress"):
+        pool.map(_workers.square, range(3), progress="yes")
+
+
+def test_text_bar_shows_count_rate_and_eta():
+    """The built-in bar: filled bar, count of total, rate and time left."""
+    import io
+
+    from polyproc._pool._progress import TextBar
+
+    stream = io.StringIO()
+    bar = TextBar(4, stream, "work")
+    bar.update(2)
+    bar.update(2)
+    bar.close()
+    last = stream.getvalue().rstrip("\n").split("\r")[-1]
+    assert last.startswith("work: [" + "#" * 30 + "] 4/4")
+    assert "/s" in last and "ETA 0s" in last

@@ -23,6 +23,7 @@ import warnings
 
 from .._wire import _pickling
 from ._engine import RUN, Batch, PoolEngine
+from ._progress import ProgressTracker
 from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
 from ._stats import PoolStatistics
 from ._worker import APPLY, MAP, STARMAP
@@ -169,10 +170,15 @@ class Pool:
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,
+        progress: Any = False,
     ) -> list[Any]:
-        """``list(map(func, iterable))``, computed by the workers, in order."""
+        """``list(map(func, iterable))``, computed by the workers, in order.
+
+        *progress* (a polyproc extension): True draws a progress bar (tqdm's if installed,
+        else a text bar on stderr); a tqdm-compatible object is updated instead.
+        """
         values: list[Any] = self._map_async(
-            func, iterable, MAP, chunksize, None, None, task_timeout
+            func, iterable, MAP, chunksize, None, None, task_timeout, progress
         ).get()
         return values
 
@@ -185,10 +191,11 @@ class Pool:
         error_callback: Callable[[BaseException], object] | None = None,
         *,
         task_timeout: float | None = None,
+        progress: Any = False,
     ) -> MapResult:
         """Like :meth:`map`, returning a MapResult at once."""
         return self._map_async(
-            func, iterable, MAP, chunksize, callback, error_callback, task_timeout
+            func, iterable, MAP, chunksize, callback, error_callback, task_timeout, progress
         )
 
     def starmap(
@@ -198,10 +205,11 @@ class Pool:
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,
+        progress: Any = False,
     ) -> list[Any]:
         """Like :meth:`map`, calling ``func(*item)`` for each item."""
         values: list[Any] = self._map_async(
-            func, iterable, STARMAP, chunksize, None, None, task_timeout
+            func, iterable, STARMAP, chunksize, None, None, task_timeout, progress
         ).get()
         return values
 
@@ -214,10 +222,11 @@ class Pool:
         error_callback: Callable[[BaseException], object] | None = None,
         *,
         task_timeout: float | None = None,
+        progress: Any = False,
     ) -> MapResult:
         """Like :meth:`starmap`, returning a MapResult at once."""
         return self._map_async(
-            func, iterable, STARMAP, chunksize, callback, error_callback, task_timeout
+            func, iterable, STARMAP, chunksize, callback, error_callback, task_timeout, progress
         )
 
     def _map_async(
@@ -229,6 +238,7 @@ class Pool:
         callback: Callable[[Any], object] | None,
         error_callback: Callable[[BaseException], object] | None,
         task_timeout: float | None,
+        progress: Any = False,
     ) -> MapResult:
         self._engine.check_running()
         items = list(iterable)
@@ -255,6 +265,11 @@ class Pool:
                 )
             )
         result._set_total(len(batches))
+        if progress:
+            tracker = ProgressTracker(progress, len(items))
+            for batch in batches:
+                batch.deliver = _tracked(batch.deliver, tracker, batch.size)
+            tracker.set_total_chunks(len(batches))
         for batch in batches:
             self._engine.submit(batch)
         return result
@@ -266,13 +281,14 @@ class Pool:
         chunksize: int = 1,
         *,
         task_timeout: float | None = None,
+        progress: Any = False,
     ) -> IMapIterator:
         """Results of *func* over *iterable*, in order, as they come.
 
         *iterable* is consumed lazily: only as many chunks as the workers can take are
         read ahead, so a huge generator is never held in memory.
         """
-        return self._imap(func, iterable, chunksize, IMapIterator(), task_timeout)
+        return self._imap(func, iterable, chunksize, IMapIterator(), task_timeout, progress)
 
     def imap_unordered(
         self,
@@ -281,9 +297,12 @@ class Pool:
         chunksize: int = 1,
         *,
         task_timeout: float | None = None,
+        progress: Any = False,
     ) -> IMapIterator:
         """Like :meth:`imap`, in the order the results complete."""
-        return self._imap(func, iterable, chunksize, IMapUnorderedIterator(), task_timeout)
+        return self._imap(
+            func, iterable, chunksize, IMapUnorderedIterator(), task_timeout, progress
+        )
 
     def _imap(
         self,
@@ -292,13 +311,16 @@ class Pool:
         chunksize: int,
         results: IMapIterator,
         task_timeout: float | None,
+        progress: Any = False,
     ) -> IMapIterator:
         self._engine.check_running()
         if chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
         timeout = self._timeout(task_timeout)
+        total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
+        tracker = ProgressTracker(progress, total) if progress else None
         self._engine.add_source(
-            _ImapSource(func, iter(iterable), chunksize, results, timeout, self._encode)
+            _ImapSource(func, iter(iterable), chunksize, results, timeout, self._encode, tracker)
         )
         return results
 
@@ -350,6 +372,16 @@ class Pool:
         return f"<{type(self).__name__} state={self._engine._state} pool_size={self._processes}>"
 
 
+def _tracked(
+    deliver: Callable[[bool, Any], None], tracker: ProgressTracker, size: int
+) -> Callable[[bool, Any], None]:
+    def deliver_and_count(success: bool, value: Any) -> None:
+        deliver(success, value)
+        tracker.chunk_done(size)
+
+    return deliver_and_count
+
+
 def _map_deliverer(result: MapResult, index: int) -> Callable[[bool, Any], None]:
     def deliver(success: bool, value: Any) -> None:
         if success:
@@ -371,8 +403,10 @@ class _ImapSource:
         results: IMapIterator,
         timeout: float | None,
         encode: Callable[[tuple[Any, ...], str], Any],
+        tracker: ProgressTracker | None = None,
     ) -> None:
         self._encode = encode
+        self._tracker = tracker
         self._func = func
         self._items = items
         self._chunksize = chunksize
@@ -386,6 +420,8 @@ class _ImapSource:
             chunk = list(itertools.islice(self._items, self._chunksize))
             if not chunk:
                 self._results._set_total(self._index)
+                if self._tracker is not None:
+                    self._tracker.set_total_chunks(self._index)
                 return None
             index, start = self._index, self._position
             self._index += 1
@@ -394,10 +430,15 @@ class _ImapSource:
                 data = self._encode((MAP, self._func, chunk), "Pool.imap")
             except Exception as exc:
                 self._results._put_chunk(index, [(False, exc)])
+                if self._tracker is not None:
+                    self._tracker.chunk_done(len(chunk))
                 continue
+            deliver = self._deliverer(index)
+            if self._tracker is not None:
+                deliver = _tracked(deliver, self._tracker, len(chunk))
             return Batch(
                 data,
-                self._deliverer(index),
+                deliver,
                 f"{_name_of(self._func)} on item {start}"
                 + (f"..{start + len(chunk) - 1}" if len(chunk) > 1 else "")
                 + " of an imap",
@@ -421,3 +462,6 @@ class _ImapSource:
         self._results._put_chunk(self._index, [(False, error)])
         self._index += 1
         self._results._set_total(self._index)
+        if self._tracker is not None:
+            self._tracker.chunk_done(0)
+            self._tracker.set_total_chunks(self._index)
