@@ -294,3 +294,8 @@ def segfault(x: Any) -> None:
 def exit_abruptly(code: int) -> None:
     """Leave with os._exit(code), skipping all cleanup."""
     os._exit(code)
+
+
+def meet_at_barrier(barrier: Any) -> int:
+    """Wait at *barrier*: only succeeds if another worker runs at the same time."""
+    return int(barrier.wait(30))

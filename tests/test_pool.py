@@ -326,3 +326,11 @@ def test_text_bar_shows_count_rate_and_eta():
     last = stream.getvalue().rstrip("\n").split("\r")[-1]
     assert last.startswith("work: [" + "#" * 30 + "] 4/4")
     assert "/s" in last and "ETA 0s" in last
+
+
+def test_tasks_spread_over_the_workers(ctx):
+    """Two tasks that must run at once (a 2-party barrier) do: prefetching never stacks
+    them on one worker while the other idles."""
+    barrier = ctx.Barrier(2)
+    with ctx.Pool(2) as p:
+        assert [0, 1] == sorted(p.map(_workers.meet_at_barrier, [barrier, barrier], chunksize=1))

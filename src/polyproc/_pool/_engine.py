@@ -61,6 +61,7 @@ __all__ = ["Batch", "PoolEngine"]
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 _PREFETCH_LIMIT_BYTES = 64 * 1024  # larger batches wait for an idle worker
+_PREFETCH_DEPTH = 8  # batches a worker may hold: the one it runs and the next ones
 _READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 _pool_ids = itertools.count(1)
 
@@ -146,6 +147,9 @@ class PoolEngine:
         self._ids = itertools.count(1)
         self._state = RUN
         self._broken: BaseException | None = None
+        # Batches a worker may hold (the one it runs and the next): deep for throughput; an
+        # executor asks for 2, so that a future stays cancellable until shortly before it runs.
+        self.prefetch_depth = _PREFETCH_DEPTH
         self._done = 0
         self._failed = 0
         self._restarts: collections.Counter[str] = collections.Counter()
@@ -410,13 +414,16 @@ class PoolEngine:
         return f"exit code {exitcode}"
 
     def _dispatch(self) -> None:
-        for worker in self._workers:
-            while self._has_room(worker):
+        # Round by round: every worker gets its next batch before any gets one more, so a
+        # few long tasks spread over the workers instead of queueing behind each other.
+        for depth in range(1, self.prefetch_depth + 1):
+            for worker in self._workers:
+                if len(worker.outstanding) >= depth or not self._has_room(worker):
+                    continue
                 batch = self._next_batch()
                 if batch is None:
                     return
-                if not self._send(worker, batch):
-                    break  # not to this worker now: try the next one
+                self._send(worker, batch)
 
     def _has_room(self, worker: _Worker) -> bool:
         if worker.gone or worker.timed_out is not None:
@@ -425,8 +432,12 @@ class PoolEngine:
             return False
         if not worker.outstanding:
             return True
-        # Prefetch one more small batch, so the worker never waits for the next.
-        return len(worker.outstanding) == 1 and worker.outstanding[0].timeout is None
+        # Prefetch a few small batches, so a worker never waits for the manager between
+        # tasks; not behind a batch with a deadline, whose clock starts when it runs.
+        return (
+            len(worker.outstanding) < self.prefetch_depth
+            and all(batch.timeout is None for batch in worker.outstanding)
+        )
 
     def _next_batch(self) -> Batch | None:
         while True:

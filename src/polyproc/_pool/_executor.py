@@ -49,6 +49,9 @@ class PoolExecutor(concurrent.futures.Executor):
             max_workers, initializer, initargs, max_tasks_per_child, mp_context,
             task_timeout=task_timeout,
         )
+        # One task queued behind the running one, as concurrent.futures keeps: the rest stay
+        # pending, so cancel() and shutdown(cancel_futures=True) can still reach them.
+        self._pool._engine.prefetch_depth = 2
         self._lock = threading.Lock()
         self._pending: set[concurrent.futures.Future[Any]] = set()
         self._shutdown = False
