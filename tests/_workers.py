@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from typing import Any
 
 import polyproc
@@ -104,11 +103,6 @@ def recv_and_reply(conn: Any) -> None:
         if obj is None:
             break
         conn.send(obj)
-
-
-def sleep_briefly() -> None:
-    """A short task for join-with-timeout tests (not synchronisation)."""
-    time.sleep(0.05)
 
 
 class Subclassed(polyproc.Process):
