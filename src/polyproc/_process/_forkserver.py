@@ -213,7 +213,6 @@ def _server_preparation() -> dict[str, Any]:
         "sys_argv": list(sys.argv),
         "dir": os.getcwd(),
         "preload": list(runtime.forkserver_preload),
-        "start_method": runtime.start_method,
     }
     if _pickling.main_is_importable():
         data["main_path"] = os.path.abspath(getattr(main, "__file__", ""))

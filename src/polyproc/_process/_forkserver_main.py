@@ -101,7 +101,6 @@ def _preload(prep: dict[str, Any]) -> str | None:
     """
     sys.path[:] = prep["sys_path"]
     sys.argv[:] = prep["sys_argv"]
-    runtime.start_method = prep.get("start_method")
     with contextlib.suppress(OSError):
         os.chdir(prep["dir"])
     for name in prep["preload"]:

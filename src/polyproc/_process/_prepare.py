@@ -28,7 +28,6 @@ def collect(process: Any) -> dict[str, Any]:
         "sys_path": list(sys.path),
         "sys_argv": list(sys.argv),
         "dir": os.getcwd(),
-        "start_method": runtime.start_method,
     }
 
     main = sys.modules.get("__main__")
@@ -52,8 +51,6 @@ def apply(data: dict[str, Any]) -> None:
     """
     sys.path[:] = data["sys_path"]
     sys.argv[:] = data["sys_argv"]
-    if data.get("start_method"):
-        runtime.start_method = data["start_method"]
     if data.get("dir"):
         try:
             os.chdir(data["dir"])

@@ -75,25 +75,15 @@ class SemLock(_semaphore.SemLock):
         _all_semlocks.add(self)
 
     def __reduce__(self) -> Any:
-        state = (type(self), self._block, self._kind, self._maxvalue, self._extra_state())
-        return _rebuild_semlock, state
-
-    def _extra_state(self) -> Any:
-        return None
-
-    def _set_extra_state(self, state: Any) -> None:
-        pass
+        return _rebuild_semlock, (type(self), self._block, self._kind, self._maxvalue)
 
 
-def _rebuild_semlock(
-    cls: type[SemLock], block: _heap.Block, kind: int, maxvalue: int, extra: Any
-) -> SemLock:
+def _rebuild_semlock(cls: type[SemLock], block: _heap.Block, kind: int, maxvalue: int) -> SemLock:
     obj = cls.__new__(cls)
     _semaphore.SemLock.__init__(obj, block.segment.map, block.offset, kind, 0, maxvalue, False)
     obj._block = block
     obj._kind = kind
     obj._maxvalue = maxvalue
-    obj._set_extra_state(extra)
     _all_semlocks.add(obj)
     return obj
 
