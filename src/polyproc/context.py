@@ -321,6 +321,7 @@ class DefaultContext(BaseContext):
 
 
 default_context = DefaultContext()
+runtime.default_context = default_context.get_context
 
 if sys.platform != "linux":  # pragma: no cover - polyproc targets Linux first
     raise ImportError("polyproc currently supports Linux only")

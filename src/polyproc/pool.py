@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from . import context as _context
 from ._pool import _pool
-from ._pool._executor import PoolExecutor as _PoolExecutor
+from ._pool._executor import PoolExecutor
+from ._pool._pool import Pool
 from ._pool._results import (
     ApplyResult,
     AsyncResult,
@@ -36,29 +37,6 @@ __all__ = [
 ]
 
 
-class Pool(_pool.Pool):
-    __doc__ = _pool.Pool.__doc__
-
-    def __init__(
-        self,
-        processes: int | None = None,
-        initializer: Callable[..., object] | None = None,
-        initargs: Iterable[Any] = (),
-        maxtasksperchild: int | None = None,
-        context: Any = None,
-        *,
-        task_timeout: float | None = None,
-    ) -> None:
-        super().__init__(
-            processes,
-            initializer,
-            initargs,
-            maxtasksperchild,
-            context if context is not None else _context.default_context.get_context(),
-            task_timeout=task_timeout,
-        )
-
-
 class ThreadPool(_pool.Pool):
     """The Pool API run by threads of this process (nothing is pickled)."""
 
@@ -81,25 +59,3 @@ class ThreadPool(_pool.Pool):
     def _encode(self, payload: tuple[Any, ...], context: str) -> Any:
         return payload
 
-
-class PoolExecutor(_PoolExecutor):
-    __doc__ = _PoolExecutor.__doc__
-
-    def __init__(
-        self,
-        max_workers: int | None = None,
-        mp_context: Any = None,
-        initializer: Callable[..., object] | None = None,
-        initargs: Iterable[Any] = (),
-        *,
-        max_tasks_per_child: int | None = None,
-        task_timeout: float | None = None,
-    ) -> None:
-        super().__init__(
-            max_workers,
-            mp_context if mp_context is not None else _context.default_context.get_context(),
-            initializer,
-            initargs,
-            max_tasks_per_child=max_tasks_per_child,
-            task_timeout=task_timeout,
-        )

@@ -43,8 +43,6 @@ class PoolExecutor(concurrent.futures.Executor):
         max_tasks_per_child: int | None = None,
         task_timeout: float | None = None,
     ) -> None:
-        if mp_context is None:
-            raise TypeError("an executor needs a context (polyproc.pool.PoolExecutor supplies it)")
         self._pool = Pool(
             max_workers, initializer, initargs, max_tasks_per_child, mp_context,
             task_timeout=task_timeout,

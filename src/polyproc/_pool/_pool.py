@@ -21,6 +21,7 @@ import itertools
 import os
 import warnings
 
+from .._process._state import runtime
 from .._wire import _pickling
 from ._engine import RUN, Batch, PoolEngine
 from ._progress import ProgressTracker
@@ -89,7 +90,7 @@ class Pool:
         ):
             raise ValueError("maxtasksperchild must be a positive int or None")
         if context is None:
-            raise TypeError("a pool needs a context (polyproc.pool.Pool supplies the default)")
+            context = runtime.default_context()
         self._task_timeout = _check_timeout(task_timeout)
         self._engine = self._make_engine(
             context, processes, initializer, tuple(initargs), maxtasksperchild

@@ -44,6 +44,9 @@ class Runtime:
         self.bootstrapping = False
         self.forkserver: Any = None
         self.forkserver_preload: list[str] = ["__main__"]
+        # Returns the default context's concrete context; installed by polyproc.context,
+        # so that lower layers (the pool) can default to it without importing the facade.
+        self.default_context: Any = None
         self.lock = threading.RLock()
         # start method name -> launcher; filled in by _launch when the layer is imported.
         self.launchers: dict[str, Any] = {}
