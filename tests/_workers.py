@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 import polyproc
@@ -293,3 +294,95 @@ def exit_abruptly(code: int) -> None:
 def meet_at_barrier(barrier: Any) -> int:
     """Wait at *barrier*: only succeeds if another worker runs at the same time."""
     return int(barrier.wait(30))
+
+
+# -- pool extensions: retries, memory cap, forwarded logs, large buffers ------------------
+
+
+def crash_on_first_attempt(counter: Any, x: int) -> int:
+    """Kill this worker the first time (a shared counter says which attempt it is)."""
+    with counter.get_lock():
+        counter.value += 1
+        attempt = counter.value
+    if attempt == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * 10
+
+
+class FlakyError(Exception):
+    """Raised by a task that succeeds when tried again."""
+
+
+def fail_until_attempt(counter: Any, succeed_on: int) -> int:
+    """Raise FlakyError until the *succeed_on*-th attempt; return the attempt number."""
+    with counter.get_lock():
+        counter.value += 1
+        attempt = int(counter.value)
+    if attempt < succeed_on:
+        raise FlakyError(f"attempt {attempt}")
+    return attempt
+
+
+def block_on_first_attempt(counter: Any) -> str:
+    """Block forever the first time (to be timed out), return at once afterwards."""
+    with counter.get_lock():
+        counter.value += 1
+        attempt = counter.value
+    if attempt == 1:
+        threading.Event().wait()
+    return "done"
+
+
+_hoard: list[bytearray] = []
+
+
+def hoard_memory(megabytes: int) -> int:
+    """Keep *megabytes* more resident in this worker; return its pid."""
+    block = bytearray(megabytes << 20)
+    block[:: 4096] = b"x" * len(block[:: 4096])  # touch every page so it is resident
+    _hoard.append(block)
+    return os.getpid()
+
+
+def log_a_warning(message: str) -> int:
+    """Log *message* at WARNING on logger 'tests.pool'; return this worker's pid."""
+    import logging
+
+    logging.getLogger("tests.pool").warning("from worker: %s", message)
+    return os.getpid()
+
+
+def kill_myself_at(target: int, x: int) -> int:
+    """Return x + 1, except that item *target* kills its worker."""
+    if x == target:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x + 1
+
+
+def unpicklable_at(target: int, x: int) -> Any:
+    """Return x, except that item *target* returns something that cannot be pickled."""
+    if x == target:
+        return threading.Lock()
+    return x
+
+
+def array_checksum(array: Any) -> tuple[float, bool]:
+    """The sum of *array* and whether it arrived in shared memory (a mapping)."""
+    import mmap
+
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+    return float(array.sum()), isinstance(base, mmap.mmap)
+
+
+def make_array(n: int) -> Any:
+    """A float64 array of *n* items, 0..n-1."""
+    import numpy
+
+    return numpy.arange(n, dtype=numpy.float64)
+
+
+def bytes_of(n: int) -> bytes:
+    """*n* bytes counting up mod 256."""
+    return bytes(i % 256 for i in range(256)) * (n // 256)

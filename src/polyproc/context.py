@@ -167,15 +167,17 @@ class BaseContext:
         initializer: Any = None,
         initargs: Any = (),
         maxtasksperchild: int | None = None,
-        *,
-        task_timeout: float | None = None,
+        **extensions: Any,
     ) -> pool.Pool:
-        """A pool of worker processes started with this context's method."""
+        """A pool of worker processes started with this context's method.
+
+        *extensions* are polyproc's keyword-only Pool options (``task_timeout``,
+        ``retries``, ``retry_on``, ``max_worker_memory``, ``forward_logs``): see
+        :class:`polyproc.pool.Pool`.
+        """
         from . import pool  # on first use: it costs a spawned child ms to import
         context = self.get_context() if isinstance(self, DefaultContext) else self
-        return pool.Pool(
-            processes, initializer, initargs, maxtasksperchild, context, task_timeout=task_timeout
-        )
+        return pool.Pool(processes, initializer, initargs, maxtasksperchild, context, **extensions)
 
     # -- queues (polyproc.queues) ------------------------------------------------------
     def Queue(self, maxsize: int = 0) -> queues.Queue:

@@ -57,5 +57,5 @@ class ThreadPool(_pool.Pool):
         return None
 
     def _encode(self, payload: tuple[Any, ...], context: str) -> Any:
-        return payload
+        return payload, ()
 

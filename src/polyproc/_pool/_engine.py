@@ -1,29 +1,41 @@
-"""The local pool engine: worker processes and the one thread that manages them.
+"""The local pool engine: worker processes, and the one thread that watches them.
 
 Data flow::
 
-    caller ── submit(batch) ──> pending deque ──┐            ┌── worker 1 (own pipe)
-    imap   ── add_source(gen) ─> sources ───────┤  manager   ├── worker 2
-                                                 └─ thread ──┤   ...
-    result objects <── deliver(outcome) <── results, deaths, └── worker N
-                                            deadlines
+    caller ── submit(batch) ───┐  dispatch (the caller's thread when a worker   ┌ worker 1
+    imap   ── add_source(gen) ─┤  has room, else the manager thread)  ─────────┤ worker 2
+                               │                                                └ ...
+    result objects <── deliver <── manager thread: reports, deaths, deadlines <──┘
 
-Each worker has its own duplex pipe, so the manager always knows which batches a worker
-holds: the one it runs (the head of ``outstanding``) and at most one prefetched behind it.
-The manager thread blocks in a single ``wait`` on the workers' pipes, their sentinels (a
-pidfd that becomes readable when the process ends) and a wake-up pipe, with a timeout
-set by the nearest task deadline. From there:
+Each worker has its own socket, so the engine always knows which batches a worker holds:
+its ``outstanding`` deque, oldest first. The worker runs them in order and reports each
+task's outcome; a batch leaves the deque when all its tasks are reported.
 
-* a result completes the head batch of that worker;
-* a sentinel without a result means the worker died: the batch it ran fails with a
-  WorkerLostError naming the task and how the worker died, a prefetched batch that never
-  started goes back to the queue, and a new worker takes its place;
-* a deadline that passes kills the worker running that batch (SIGKILL); the batch fails
-  with TimeoutError and the worker is replaced like a dead one;
+How much a worker may hold is set by time, not by count: enough queued work to keep it
+busy for about two milliseconds (from the measured time per task), at least one task
+behind the running one, at most ``prefetch_depth`` batches. Tiny tasks then flow in
+bursts of dozens per system call, while long tasks are dealt out one by one so that no
+worker sits idle while another holds a backlog.
+
+The manager thread blocks in one ``poll`` on the workers' sockets, their sentinels (a
+pidfd that becomes readable when the process ends) and a wake-up pipe, with a timeout set
+by the nearest task deadline. From there:
+
+* a report completes tasks of the head batches of that worker;
+* a sentinel means the worker died: from the count of tasks it had started (shared memory,
+  see ``_worker``), the task it was running fails with a WorkerLostError naming the task
+  and how the worker died; tasks it had finished whose results were not yet sent, and
+  tasks it had not started, go back to the front of the queue; a new worker takes its
+  place;
+* a deadline that passes kills the worker running that task (SIGKILL); the task fails with
+  TimeoutError and the worker is replaced like a dead one;
+* a failure the retry policy covers (``retries``/``retry_on``) puts the task back in the
+  queue instead, up to ``retries`` more times;
 * an initializer that raises breaks the pool: every task fails with InitializerError.
 
 No caller ever waits on something the manager cannot resolve: ``terminate`` and a broken
-pool fail whatever is still pending.
+pool fail whatever is still pending. Results are delivered outside the engine's lock, so
+a callback may submit more work.
 """
 
 from __future__ import annotations
@@ -33,99 +45,178 @@ import itertools
 import os
 import select
 import signal
+import socket
 import threading
 import time
 
 from .._os._procs import describe_exit
-from .._wire._connection import make_pipe
+from .._os._wait import wait_readable
+from .._shared import _heap
+from .._wire import _pickling
+from .._wire._connection import Connection
+from .._wire._frames import FrameSocket
 from .._wire._remote_error import unpack_exception
 from ..exceptions import InitializerError, ProcessError, TimeoutError, WorkerLostError
 from ._stats import PoolStatistics, WorkerStatistics
-from ._worker import DONE, HEADER, INIT_FAILED, worker_main
+from ._worker import BATCH_HEADER, INIT_FAILED, LOG, REPORT, RETIRE, WorkerOptions, worker_main
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Any, Protocol
 
     class Source(Protocol):
         """A lazy stream of batches (imap): pulled only when a worker has room."""
 
-        def next_batch(self) -> Batch | None:
-            """The next batch, or None when the input is exhausted."""
+        def next_batch(self, max_tasks: int = 1) -> Batch | None:
+            """The next batch of at most *max_tasks* tasks, or None when exhausted."""
 
         def fail(self, error: BaseException) -> None:
             """Fail everything not yet delivered (the input raised, or the pool ended)."""
 
+    Deliver = Callable[[int, bool, Any], None]
+
 __all__ = ["Batch", "PoolEngine"]
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+#: Queued work a worker may hold beyond the task it runs, in estimated seconds.
+PREFETCH_SECONDS = 0.002
+#: Most batches a worker may hold.
+MAX_PREFETCH_BATCHES = 64
+#: Most tasks an imap batch groups.
+MAX_TASKS_PER_BATCH = 64
 _PREFETCH_LIMIT_BYTES = 64 * 1024  # larger batches wait for an idle worker
-_PREFETCH_DEPTH = 8  # batches a worker may hold: the one it runs and the next ones
 _READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 _pool_ids = itertools.count(1)
 
 
 class Batch:
-    """One message to a worker: a call, or a chunk of calls of one function.
+    """One message to a worker: items ``start..stop`` of a pickled call, in tasks of
+    *chunksize* items.
 
-    *deliver(success, values_or_exception)* receives the outcome: on success the list of
-    results; on failure ``(results_before_the_failure, exception)``.
+    *deliver(first_item, ok, payload)* receives each task's outcome: on success the
+    results of items ``first_item...`` (consecutive tasks may come together); on failure
+    ``(results_before_the_failure, exception)`` for the task starting at *first_item*.
+    *describe(first, last)* names items ``first..last`` for error messages (computed only
+    when needed).
     """
 
-    __slots__ = ("data", "deadline", "deliver", "describe", "id", "on_start", "size", "timeout")
+    __slots__ = (
+        "attempts",
+        "buffers",
+        "chunksize",
+        "data",
+        "deadline",
+        "deliver",
+        "describe",
+        "encode",
+        "id",
+        "on_start",
+        "reported",
+        "start",
+        "stop",
+        "timeout",
+    )
 
     def __init__(
         self,
         data: Any,
-        deliver: Callable[[bool, Any], None],
-        describe: str,
-        size: int,
-        timeout: float | None,
+        deliver: Deliver,
+        describe: Callable[[int, int], str],
+        stop: int,
+        timeout: float | None = None,
+        *,
+        chunksize: int | None = None,
+        buffers: Sequence[memoryview] = (),
+        start: int = 0,
+        encode: Callable[[], tuple[Any, Sequence[memoryview]]] | None = None,
     ) -> None:
         self.id = 0
+        # Pickles the call afresh, for running it again: what a worker unpickled once
+        # (a shared lock's descriptor, say) cannot always be unpickled twice.
+        self.encode = encode
         # The pickled (kind, func, items) for worker processes; the tuple itself for threads.
         self.data = data
+        self.buffers = buffers
         self.deliver = deliver
         self.describe = describe
-        self.size = size
+        self.start = start
+        self.stop = stop
+        self.chunksize = chunksize or max(1, stop - start)
+        # Seconds the whole batch may run (batches with a timeout hold a single task).
         self.timeout = timeout
         self.deadline: float | None = None
+        self.reported = 0  # tasks whose outcome has arrived
+        # Runs so far of each task that has failed, by its first item (retries).
+        self.attempts: dict[int, int] = {}
         # Called just before the batch goes to a worker; False drops it (a cancelled future).
         self.on_start: Callable[[], bool] | None = None
+
+    @property
+    def tasks(self) -> int:
+        """How many tasks the batch holds."""
+        return -(-(self.stop - self.start) // self.chunksize)
+
+    def view(self, start: int, stop: int) -> Batch:
+        """The same call restricted to items ``start..stop`` (to run again)."""
+        data, buffers = self.data, self.buffers
+        if self.encode is not None:
+            data, buffers = self.encode()
+        again = Batch(data, self.deliver, self.describe, stop, self.timeout,
+                      chunksize=self.chunksize, buffers=buffers, start=start,
+                      encode=self.encode)
+        again.attempts = self.attempts
+        return again
+
+    def describe_task(self, first: int) -> str:
+        """Names the task starting at item *first*."""
+        return self.describe(first, min(first + self.chunksize, self.stop) - 1)
 
 
 class _Worker:
     __slots__ = (
+        "block",
         "born",
         "busy_seconds",
-        "busy_since",
-        "conn",
         "done",
+        "eof",
         "gone",
+        "holds_deadline",
         "outstanding",
         "process",
-        "sent",
+        "reported_tasks",
+        "retired",
+        "sent_tasks",
+        "sock",
+        "started",
         "timed_out",
+        "unreported_tasks",
+        "unstarted_bytes",
     )
 
-    def __init__(self, process: Any, conn: Any) -> None:
+    def __init__(self, process: Any, sock: FrameSocket, block: Any) -> None:
         self.process = process
-        self.conn = conn
+        self.sock = sock
+        self.block = block  # keeps the shared counter alive in this process
+        self.started = block.view().cast("q")  # tasks the worker has started, ever
         self.outstanding: collections.deque[Batch] = collections.deque()
-        self.sent = 0
+        self.sent_tasks = 0
+        self.reported_tasks = 0
+        self.unreported_tasks = 0
+        self.unstarted_bytes = 0
+        self.holds_deadline = False
         self.timed_out: Batch | None = None
-        # Its pipe broke: it is dying, and takes nothing more until its sentinel says so.
+        # Its socket broke or it announced it is leaving: it takes nothing more.
         self.gone = False
-        # For statistics(): calls completed, and time spent running batches.
-        self.done = 0
+        self.eof = False  # its socket reached end of file (no longer polled)
+        self.retired: str | None = None
+        self.done = 0  # calls completed, for statistics()
         self.born = time.monotonic()
-        self.busy_since: float | None = None
         self.busy_seconds = 0.0
 
 
 class PoolEngine:
-    """Worker processes of one context, fed and watched by a manager thread."""
+    """Worker processes of one context, fed by the callers and watched by a thread."""
 
     def __init__(
         self,
@@ -134,12 +225,18 @@ class PoolEngine:
         initializer: Callable[..., object] | None,
         initargs: tuple[Any, ...],
         maxtasksperchild: int | None,
+        options: WorkerOptions | None = None,
+        retries: int = 0,
+        retry_on: tuple[type[BaseException], ...] = (),
     ) -> None:
         self._ctx = ctx
         self._size = processes
         self._initializer = initializer
         self._initargs = initargs
         self._maxtasks = maxtasksperchild
+        self._options = options or WorkerOptions(maxtasksperchild, None, None, 1 << 16)
+        self._retries = retries
+        self._retry_on = retry_on
         self._lock = threading.Lock()
         self._pending: collections.deque[Batch] = collections.deque()
         self._sources: collections.deque[Source] = collections.deque()
@@ -147,16 +244,18 @@ class PoolEngine:
         self._ids = itertools.count(1)
         self._state = RUN
         self._broken: BaseException | None = None
-        # Batches a worker may hold (the one it runs and the next): deep for throughput; an
-        # executor asks for 2, so that a future stays cancellable until shortly before it runs.
-        self.prefetch_depth = _PREFETCH_DEPTH
+        # Most batches a worker may hold; an executor asks for 2, so that a future stays
+        # cancellable until shortly before it runs.
+        self.prefetch_depth = MAX_PREFETCH_BATCHES
+        self._task_seconds: float | None = None  # running estimate of one task's time
         self._done = 0
         self._failed = 0
         self._restarts: collections.Counter[str] = collections.Counter()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        # One poller for the pool's life: the wake-up pipe, and each worker's pipe and
+        self._wake_sent = False
+        # One poller for the pool's life: the wake-up pipe, and each worker's socket and
         # sentinel, registered when the worker starts and dropped when it ends.
         self._poller = select.poll()
         self._poller.register(self._wake_r, _READABLE)
@@ -179,21 +278,34 @@ class PoolEngine:
             raise ValueError("Pool not running")
 
     def submit(self, batch: Batch) -> None:
-        """Queue *batch* for the next idle worker."""
+        """Queue *batch*; send it at once if a worker has room."""
         with self._lock:
-            self.check_running()
-            if self._broken is not None:
-                batch.deliver(False, ([], self._broken))
-                return
-            batch.id = next(self._ids)
-            self._pending.append(batch)
-        self._wake()
+            if self._state != RUN:
+                raise ValueError("Pool not running")
+            broken = self._broken
+            if broken is None:
+                pending = self._pending
+                pending.append(batch)
+                # With a backlog already queued, the workers were full: the manager sends
+                # more as results free room. Looking again now and then keeps the workers
+                # fed while a caller submits in a tight loop and holds the GIL.
+                wake = False
+                if len(pending) == 1:
+                    self._dispatch()
+                    wake = batch.timeout is not None or (
+                        bool(pending) and not any(w.outstanding for w in self._workers)
+                    )
+        if broken is not None:
+            batch.deliver(batch.start, False, ([], broken))
+        elif wake:
+            self._wake()
 
     def add_source(self, source: Source) -> None:
-        """Queue a lazy stream of batches; the manager pulls from it as workers free up."""
+        """Queue a lazy stream of batches; they are read as workers have room."""
         with self._lock:
             self.check_running()
             self._sources.append(source)
+            self._dispatch()
         self._wake()
 
     def close(self) -> None:
@@ -224,14 +336,13 @@ class PoolEngine:
     def statistics(self) -> PoolStatistics:
         """A snapshot of the pool's counters (see PoolStatistics)."""
         now = time.monotonic()
-        per_worker = []
-        for w in list(self._workers):
-            busy = w.busy_seconds + (now - w.busy_since if w.busy_since is not None else 0.0)
-            per_worker.append(
-                WorkerStatistics(w.process.pid, w.done, busy, max(0.0, now - w.born - busy))
-            )
         with self._lock:
-            queued = sum(batch.size for batch in self._pending)
+            per_worker = tuple(
+                WorkerStatistics(w.process.pid, w.done, w.busy_seconds,
+                                 max(0.0, now - w.born - w.busy_seconds))
+                for w in self._workers
+            )
+            queued = sum(batch.stop - batch.start for batch in self._pending)
         return PoolStatistics(
             workers=len(per_worker),
             tasks_done=self._done,
@@ -239,7 +350,7 @@ class PoolEngine:
             tasks_queued=queued,
             restarts=sum(self._restarts.values()),
             restart_causes=dict(self._restarts),
-            per_worker=tuple(per_worker),
+            per_worker=per_worker,
         )
 
     def worker_pids(self) -> list[int]:
@@ -247,12 +358,15 @@ class PoolEngine:
         return [w.process.pid for w in list(self._workers)]
 
     def _wake(self) -> None:
+        if self._wake_sent:
+            return  # the manager has a wake-up to read already
+        self._wake_sent = True
         try:
             os.write(self._wake_w, b"!")
         except (BlockingIOError, OSError):
             pass  # already awake, or shutting down
 
-    # -- the manager thread ------------------------------------------------------------
+    # -- starting workers ----------------------------------------------------------------
     def _start_first_workers(self, count: int) -> None:
         # All or nothing: if one cannot start, stop the ones that did (bpo-19675).
         started: list[_Worker] = []
@@ -263,7 +377,7 @@ class PoolEngine:
             for worker in started:
                 worker.process.terminate()
                 worker.process.join()
-                worker.conn.close()
+                worker.sock.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
             raise
@@ -271,140 +385,368 @@ class PoolEngine:
             self._register(worker)
 
     def _launch_worker(self) -> _Worker:
-        parent_end, child_end = make_pipe()
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        child_conn = Connection(child_end.detach())
+        block = _heap.allocate(8)
+        block.view().cast("q")[0] = 0
         process = self._ctx.Process(
             target=worker_main,
-            args=(child_end, self._initializer, self._initargs, self._maxtasks),
+            args=(child_conn, block, self._initializer, self._initargs, self._options),
             name=f"{self.name}-worker",
             daemon=True,
         )
         try:
             process.start()
+        except BaseException:
+            parent_end.close()
+            raise
         finally:
-            child_end.close()
-        return _Worker(process, parent_end)
+            child_conn.close()
+        return _Worker(process, FrameSocket(parent_end), block)
 
     def _register(self, worker: _Worker) -> None:
         self._workers.append(worker)
-        for fd in (worker.conn.fileno(), worker.process.sentinel):
+        for fd in (worker.sock.fileno(), worker.process.sentinel):
             self._poller.register(fd, _READABLE)
             self._by_fd[fd] = worker
 
-    def _start_worker(self) -> None:
-        self._register(self._launch_worker())
+    # -- dispatching (under the lock, from any thread) ----------------------------------
+    def _dispatch(self) -> None:
+        """Give queued work to workers with room, always to the least loaded one first
+        (so a few long tasks spread over the workers); then one send per worker."""
+        plan: dict[_Worker, list[Batch]] = {}
+        full: set[_Worker] = set()
+        while True:
+            candidates = [w for w in self._workers if w not in full and self._has_room(w)]
+            if not candidates:
+                break
+            worker = min(candidates, key=_load)
+            batch = self._take_batch(worker)
+            if batch is None:
+                if not (self._pending or self._sources):
+                    break
+                full.add(worker)  # what is queued must wait for an idle worker
+                continue
+            self._assign(worker, batch)
+            plan.setdefault(worker, []).append(batch)
+        for worker, batches in plan.items():
+            self._send(worker, batches)
 
+    def _has_room(self, worker: _Worker) -> bool:
+        if worker.gone or worker.timed_out is not None:
+            return False
+        if self._maxtasks is not None and worker.sent_tasks >= self._maxtasks:
+            return False
+        if not worker.outstanding:
+            return True
+        if (
+            worker.holds_deadline
+            or len(worker.outstanding) >= self.prefetch_depth
+            or worker.unstarted_bytes > _PREFETCH_LIMIT_BYTES
+        ):
+            return False
+        queued = worker.unreported_tasks - 1
+        if queued < 1:
+            return True
+        estimate = self._task_seconds
+        return estimate is not None and queued * estimate < PREFETCH_SECONDS
+
+    def _max_tasks(self, worker: _Worker) -> int:
+        estimate = self._task_seconds
+        if estimate is None or self.prefetch_depth < MAX_PREFETCH_BATCHES:
+            count = 1
+        else:
+            count = int(PREFETCH_SECONDS / max(estimate, 1e-7))
+            count = max(1, min(MAX_TASKS_PER_BATCH, count))
+        if self._maxtasks is not None:
+            count = min(count, self._maxtasks - worker.sent_tasks)
+        return count
+
+    def _take_batch(self, worker: _Worker) -> Batch | None:
+        """The next batch *worker* may take, or None (nothing queued, or what is queued
+        needs an idle worker)."""
+        while True:
+            if self._pending:
+                batch = self._pending.popleft()
+            else:
+                found = self._from_sources(self._max_tasks(worker))
+                if found is None:
+                    return None
+                batch = found
+            if worker.outstanding and (
+                batch.timeout is not None or len(batch.data) > _PREFETCH_LIMIT_BYTES
+            ):
+                self._pending.appendleft(batch)
+                return None
+            if self._maxtasks is not None and batch.tasks > self._maxtasks - worker.sent_tasks:
+                self._pending.appendleft(batch)
+                return None
+            if batch.on_start is None or batch.on_start():
+                return batch
+
+    def _from_sources(self, max_tasks: int) -> Batch | None:
+        while self._sources:
+            source = self._sources[0]
+            try:
+                batch = source.next_batch(max_tasks)
+            except BaseException as exc:  # the caller's iterable raised
+                self._sources.popleft()
+                source.fail(exc)
+                continue
+            if batch is None:
+                self._sources.popleft()
+                continue
+            return batch
+        return None
+
+    def _assign(self, worker: _Worker, batch: Batch) -> None:
+        batch.id = next(self._ids)
+        batch.reported = 0
+        tasks = batch.tasks
+        worker.sent_tasks += tasks
+        worker.unreported_tasks += tasks
+        if worker.outstanding:
+            worker.unstarted_bytes += len(batch.data)
+        worker.outstanding.append(batch)
+        if batch.timeout is not None:
+            worker.holds_deadline = True
+            batch.deadline = time.monotonic() + batch.timeout
+
+    def _send(self, worker: _Worker, batches: list[Batch]) -> None:
+        frames = [
+            (BATCH_HEADER.pack(b.id, b.start, b.stop, b.chunksize) + b.data, b.buffers)
+            for b in batches
+        ]
+        try:
+            worker.sock.send(frames)
+        except OSError:
+            # The worker is dying; its batches go back to the queue when its sentinel
+            # fires (none of them started: the shared count says so).
+            worker.gone = True
+
+    # -- the manager thread ------------------------------------------------------------
     def _manage(self) -> None:
         try:
             while True:
                 with self._lock:
-                    state = self._state
-                if state == TERMINATE:
-                    break
-                self._dispatch()
-                if state == CLOSE and self._idle_forever():
-                    break
-                self._wait_and_handle()
+                    if self._state == TERMINATE:
+                        break
+                    self._dispatch()
+                    if self._state == CLOSE and self._idle_forever():
+                        break
+                    timeout = self._time_to_next_deadline()
+                events = self._poller.poll(
+                    None if timeout is None else max(0, int(timeout * 1000) + 1)
+                )
+                deliveries: list[tuple[Any, ...]] = []
+                exited: list[_Worker] = []
+                for fd, _event in events:
+                    if fd == self._wake_r:
+                        self._drain_wake_pipe()
+                        continue
+                    worker = self._by_fd.get(fd)
+                    if worker is None:
+                        continue
+                    if fd == worker.process.sentinel:
+                        exited.append(worker)
+                    else:
+                        self._receive(worker, deliveries)
+                for worker in exited:
+                    self._receive_the_rest(worker, deliveries)
+                    with self._lock:
+                        self._on_exit(worker, deliveries)
+                with self._lock:
+                    self._enforce_deadlines()
+                self._deliver(deliveries)
+                del deliveries, exited  # keep no task's results alive (bpo-29861)
         finally:
             self._shut_down()
+
+    def _drain_wake_pipe(self) -> None:
+        with self._lock:
+            self._wake_sent = False
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def _idle_forever(self) -> bool:
         return not self._pending and not self._sources and not any(
             w.outstanding for w in self._workers
         )
 
-    def _wait_and_handle(self) -> None:
-        timeout = self._time_to_next_deadline()
-        events = self._poller.poll(None if timeout is None else max(0, int(timeout * 1000) + 1))
-        exited: list[_Worker] = []
-        for fd, _event in events:
-            if fd == self._wake_r:
-                try:
-                    while os.read(self._wake_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
-                continue
-            worker = self._by_fd.get(fd)
-            if worker is None:
-                continue
-            self._receive(worker)  # results sent just before an exit come first
-            if fd == worker.process.sentinel:
-                exited.append(worker)
-        for worker in exited:
-            self._on_exit(worker)
-        self._enforce_deadlines()
-
-    def _receive(self, worker: _Worker) -> None:
-        conn = worker.conn
+    def _receive(self, worker: _Worker, deliveries: list[tuple[Any, ...]]) -> None:
         try:
-            while conn.poll(0):
-                self._on_message(worker, conn.recv())
+            frames = worker.sock.receive()
         except (EOFError, OSError):
-            worker.gone = True  # it is dying; its sentinel will say so
+            # It is dying; its sentinel will say so. Stop polling a socket at its end.
+            worker.gone = worker.eof = True
+            fd = worker.sock.fileno()
+            self._poller.unregister(fd)
+            del self._by_fd[fd]
+            return
+        if not frames:
+            return
+        messages = [_pickling.loads(payload, buffers) for payload, buffers in frames]
+        with self._lock:
+            for message in messages:
+                self._on_message(worker, message, deliveries)
 
-    def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
-        tag, batch_id = message[0], message[1]
-        if tag == INIT_FAILED:
-            cause = unpack_exception(message[3])
+    def _receive_the_rest(self, worker: _Worker, deliveries: list[tuple[Any, ...]]) -> None:
+        """Read what a worker sent before it exited (it may have reported, then died)."""
+        fd = worker.sock.fileno()
+        while not worker.eof and wait_readable([fd], 0):
+            try:
+                frames = worker.sock.receive()
+            except (EOFError, OSError):
+                worker.eof = True
+                return
+            messages = [_pickling.loads(payload, buffers) for payload, buffers in frames]
+            with self._lock:
+                for message in messages:
+                    self._on_message(worker, message, deliveries)
+
+    def _on_message(
+        self, worker: _Worker, message: tuple[Any, ...], deliveries: list[tuple[Any, ...]]
+    ) -> None:
+        tag = message[0]
+        if tag == REPORT:
+            self._on_report(worker, message[1], message[2], deliveries)
+        elif tag == LOG:
+            deliveries.append((_emit_log_record, message[1]))
+        elif tag == RETIRE:
+            worker.gone = True
+            worker.retired = message[1]
+        elif tag == INIT_FAILED:
+            cause = unpack_exception(message[1])
             error = InitializerError(f"the pool's initializer raised in a worker: {cause!r}")
             error.__cause__ = cause
-            self._break(error)
-            return
-        batch = worker.outstanding.popleft()
-        if batch.id != batch_id:  # cannot happen with one pipe per worker; be loud if it does
-            raise ProcessError(f"pool protocol error: got batch {batch_id}, expected {batch.id}")
-        self._end_busy(worker)
-        if tag == DONE:
-            worker.done += batch.size
-            self._done += batch.size
-            batch.deliver(True, message[2])
+            self._break(error, deliveries)
         else:
-            done = len(message[2])
-            worker.done += done
-            self._done += done
-            self._failed += 1
-            batch.deliver(False, (message[2], unpack_exception(message[3])))
-        if worker.outstanding:
-            self._begin(worker, worker.outstanding[0])
+            raise ProcessError(f"pool protocol error: unknown message {tag!r}")
 
-    def _on_exit(self, worker: _Worker) -> None:
+    def _on_report(
+        self,
+        worker: _Worker,
+        busy: float,
+        outcomes: list[tuple[Any, ...]],
+        deliveries: list[tuple[Any, ...]],
+    ) -> None:
+        worker.busy_seconds += busy
+        reported = 0
+        for batch_id, first, tasks, ok, values, packed in outcomes:
+            batch = worker.outstanding[0]
+            if batch.id != batch_id:  # cannot happen with one socket per worker: be loud
+                raise ProcessError(
+                    f"pool protocol error: got batch {batch_id}, expected {batch.id}"
+                )
+            batch.reported += tasks
+            reported += tasks
+            worker.done += len(values)
+            self._done += len(values)
+            if ok:
+                deliveries.append((batch.deliver, first, True, values))
+            else:
+                error = unpack_exception(packed)
+                for index in range(tasks):
+                    task_first = first + index * batch.chunksize
+                    self._fail_task(batch, task_first, values if index == 0 else [], error,
+                                    deliveries)
+            if batch.reported >= batch.tasks:
+                worker.outstanding.popleft()
+                worker.holds_deadline = False
+                if worker.outstanding:
+                    worker.unstarted_bytes -= len(worker.outstanding[0].data)
+        worker.reported_tasks += reported
+        worker.unreported_tasks -= reported
+        if reported and busy > 0:
+            sample = busy / reported
+            previous = self._task_seconds
+            self._task_seconds = sample if previous is None else 0.7 * previous + 0.3 * sample
+
+    def _fail_task(
+        self,
+        batch: Batch,
+        first: int,
+        values: list[Any],
+        error: BaseException,
+        deliveries: list[tuple[Any, ...]],
+    ) -> None:
+        """Retry the task at item *first* if the policy says so, else deliver *error*."""
+        attempts = batch.attempts.get(first, 0)
+        if attempts < self._retries and isinstance(error, self._retry_on):
+            batch.attempts[first] = attempts + 1
+            self._pending.appendleft(batch.view(first, min(first + batch.chunksize, batch.stop)))
+            return
+        self._failed += 1
+        if attempts:
+            error.add_note(f"the pool ran this task {attempts + 1} times (retries={self._retries})")
+        deliveries.append((batch.deliver, first, False, (values, error)))
+
+    def _on_exit(self, worker: _Worker, deliveries: list[tuple[Any, ...]]) -> None:
         if worker not in self._workers:
             return
         self._workers.remove(worker)
-        for fd in (worker.conn.fileno(), worker.process.sentinel):
-            self._poller.unregister(fd)
-            del self._by_fd[fd]
+        for fd in (worker.sock.fileno(), worker.process.sentinel):
+            if self._by_fd.pop(fd, None) is not None:
+                self._poller.unregister(fd)
         worker.process.join(5)
         exitcode = worker.process.exitcode
         pid = worker.process.pid
-        worker.conn.close()
-        running = worker.outstanding.popleft() if worker.outstanding else None
-        # A prefetched batch never started: it goes back to the front of the queue.
-        with self._lock:
-            self._pending.extendleft(reversed(worker.outstanding))
+        worker.sock.close()
+        lost = worker.started[0] - worker.reported_tasks  # started, never reported
+        culprit: tuple[Batch, int] | None = None
+        again: list[Batch] = []
+        for batch in worker.outstanding:
+            first = batch.start + batch.reported * batch.chunksize
+            unreported = batch.tasks - batch.reported
+            if culprit is None and 0 < lost <= unreported:
+                # Tasks before the lost one finished, but their results died with the
+                # worker: they run again, as do the tasks that never started.
+                culprit_first = first + (lost - 1) * batch.chunksize
+                culprit_end = min(culprit_first + batch.chunksize, batch.stop)
+                if culprit_first > first:
+                    again.append(batch.view(first, culprit_first))
+                culprit = (batch, culprit_first)
+                if culprit_end < batch.stop:
+                    again.append(batch.view(culprit_end, batch.stop))
+                continue
+            lost -= unreported
+            if first < batch.stop:
+                again.append(batch.view(first, batch.stop))
         worker.outstanding.clear()
-        self._restarts[self._cause_of_exit(worker, running, exitcode)] += 1
-        if running is not None and self._broken is None:
-            self._failed += 1
-            if worker.timed_out is running:
+        self._pending.extendleft(reversed(again))
+        self._restarts[self._cause_of_exit(worker, culprit, exitcode)] += 1
+        if culprit is not None and self._broken is None:
+            batch, first = culprit
+            if worker.timed_out is batch:
                 error: BaseException = TimeoutError(
-                    f"{running.describe} did not finish within its task_timeout of "
-                    f"{running.timeout:g} s; the pool killed its worker (pid {pid}) and "
+                    f"{batch.describe_task(first)} did not finish within its task_timeout "
+                    f"of {batch.timeout:g} s; the pool killed its worker (pid {pid}) and "
                     f"replaced it"
                 )
             else:
                 error = WorkerLostError(
-                    f"{running.describe} was lost: its worker (pid {pid}) "
+                    f"{batch.describe_task(first)} was lost: its worker (pid {pid}) "
                     f"{describe_exit(exitcode)}; the pool replaced the worker"
                 )
-            running.deliver(False, ([], error))
+            self._fail_task(batch, first, [], error, deliveries)
         if self._state != TERMINATE and self._broken is None:
-            self._start_worker()
+            self._register(self._launch_worker())
 
-    def _cause_of_exit(self, worker: _Worker, running: Batch | None, exitcode: Any) -> str:
-        if running is not None and worker.timed_out is running:
+    def _cause_of_exit(
+        self, worker: _Worker, culprit: tuple[Batch, int] | None, exitcode: Any
+    ) -> str:
+        if culprit is not None and worker.timed_out is culprit[0]:
             return "task_timeout"
-        if running is None and self._maxtasks is not None and worker.sent >= self._maxtasks:
+        if worker.retired is not None:
+            return "max_worker_memory"
+        if (
+            culprit is None
+            and self._maxtasks is not None
+            and worker.sent_tasks >= self._maxtasks
+        ):
             return "maxtasksperchild"
         if isinstance(exitcode, int) and exitcode < 0:
             try:
@@ -412,92 +754,6 @@ class PoolEngine:
             except ValueError:
                 return f"signal {-exitcode}"
         return f"exit code {exitcode}"
-
-    def _dispatch(self) -> None:
-        # Round by round: every worker gets its next batch before any gets one more, so a
-        # few long tasks spread over the workers instead of queueing behind each other.
-        for depth in range(1, self.prefetch_depth + 1):
-            for worker in self._workers:
-                if len(worker.outstanding) >= depth or not self._has_room(worker):
-                    continue
-                batch = self._next_batch()
-                if batch is None:
-                    return
-                self._send(worker, batch)
-
-    def _has_room(self, worker: _Worker) -> bool:
-        if worker.gone or worker.timed_out is not None:
-            return False
-        if self._maxtasks is not None and worker.sent >= self._maxtasks:
-            return False
-        if not worker.outstanding:
-            return True
-        # Prefetch a few small batches, so a worker never waits for the manager between
-        # tasks; not behind a batch with a deadline, whose clock starts when it runs.
-        return (
-            len(worker.outstanding) < self.prefetch_depth
-            and all(batch.timeout is None for batch in worker.outstanding)
-        )
-
-    def _next_batch(self) -> Batch | None:
-        while True:
-            batch = self._next_queued_batch()
-            if batch is None or batch.on_start is None or batch.on_start():
-                return batch
-
-    def _next_queued_batch(self) -> Batch | None:
-        with self._lock:
-            if self._pending:
-                return self._pending.popleft()
-            while self._sources:
-                source = self._sources[0]
-                try:
-                    batch = source.next_batch()
-                except BaseException as exc:  # the caller's iterable raised
-                    self._sources.popleft()
-                    source.fail(exc)
-                    continue
-                if batch is None:
-                    self._sources.popleft()
-                    continue
-                batch.id = next(self._ids)
-                return batch
-        return None
-
-    def _send(self, worker: _Worker, batch: Batch) -> bool:
-        """Send *batch* to *worker*; False (batch requeued) if it cannot take it now."""
-        if worker.outstanding and len(batch.data) > _PREFETCH_LIMIT_BYTES:
-            with self._lock:  # too big to sit in a busy worker's pipe: wait for an idle one
-                self._pending.appendleft(batch)
-            return False
-        try:
-            worker.conn.send_bytes(HEADER.pack(batch.id) + batch.data)
-        except OSError:
-            # The worker is dying: requeue the batch and send it nothing more (a retry here
-            # would spin, and the manager would never get back to notice the death).
-            worker.gone = True
-            with self._lock:
-                self._pending.appendleft(batch)
-            return False
-        worker.sent += 1
-        worker.outstanding.append(batch)
-        if len(worker.outstanding) == 1:
-            self._begin(worker, batch)
-        return True
-
-    @staticmethod
-    def _begin(worker: _Worker, batch: Batch) -> None:
-        """*batch* is now the one *worker* runs: start its deadline and the busy clock."""
-        now = time.monotonic()
-        worker.busy_since = now
-        if batch.timeout is not None:
-            batch.deadline = now + batch.timeout
-
-    @staticmethod
-    def _end_busy(worker: _Worker) -> None:
-        if worker.busy_since is not None:
-            worker.busy_seconds += time.monotonic() - worker.busy_since
-            worker.busy_since = None
 
     def _time_to_next_deadline(self) -> float | None:
         deadlines = [
@@ -518,20 +774,26 @@ class PoolEngine:
                     worker.timed_out = head
                     worker.process.kill()  # its sentinel fires; _on_exit fails the task
 
-    def _break(self, error: BaseException) -> None:
+    @staticmethod
+    def _deliver(deliveries: list[tuple[Any, ...]]) -> None:
+        for function, *args in deliveries:
+            function(*args)
+        deliveries.clear()
+
+    def _break(self, error: BaseException, deliveries: list[tuple[Any, ...]]) -> None:
         self._broken = error
         for worker in self._workers:
             for batch in worker.outstanding:
-                batch.deliver(False, ([], error))
+                deliveries.append((_fail_batch, batch, error))
             worker.outstanding.clear()
-        self._fail_queued(error)
+        deliveries.append((self._fail_queued, error))
 
     def _fail_queued(self, error: BaseException) -> None:
         with self._lock:
             pending, self._pending = self._pending, collections.deque()
             sources, self._sources = self._sources, collections.deque()
         for batch in pending:
-            batch.deliver(False, ([], error))
+            _fail_batch(batch, error)
         for source in sources:
             source.fail(error)
 
@@ -543,15 +805,36 @@ class PoolEngine:
                 worker.process.kill()
             else:
                 try:
-                    worker.conn.send_bytes(b"")
+                    worker.sock.send([(b"", ())])
                 except OSError:
                     pass
         for worker in self._workers:
             worker.process.join(None if not terminated else 5)
             for batch in worker.outstanding:
-                batch.deliver(False, ([], error))
-            worker.conn.close()
+                _fail_batch(batch, error)
+            worker.sock.close()
         self._workers.clear()
         self._fail_queued(error)
         os.close(self._wake_r)
         os.close(self._wake_w)
+
+
+def _load(worker: _Worker) -> int:
+    return worker.unreported_tasks
+
+
+def _fail_batch(batch: Batch, error: BaseException) -> None:
+    """Fail every task of *batch* not reported yet."""
+    first = batch.start + batch.reported * batch.chunksize
+    for task_first in range(first, batch.stop, batch.chunksize):
+        batch.deliver(task_first, False, ([], error))
+
+
+def _emit_log_record(attributes: dict[str, Any]) -> None:
+    """Hand a record forwarded by a worker to this process's handlers."""
+    import logging
+
+    record = logging.makeLogRecord(attributes)
+    logger = logging.getLogger(record.name)
+    if logger.isEnabledFor(record.levelno):
+        logger.handle(record)

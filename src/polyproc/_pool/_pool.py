@@ -17,17 +17,19 @@ What the caller gets beyond the standard library:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import warnings
 
 from .._process._state import runtime
 from .._wire import _pickling
+from ..exceptions import TimeoutError, WorkerLostError
 from ._engine import RUN, Batch, PoolEngine
 from ._progress import ProgressTracker
 from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
 from ._stats import PoolStatistics
-from ._worker import APPLY, MAP, STARMAP
+from ._worker import APPLY, MAP, STARMAP, WorkerOptions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["Pool"]
 
 _MAX_DESCRIBED_ARGS = 60
+#: Buffers (arrays, bytearrays, bytes) this big or bigger travel in shared memory.
+OUT_OF_BAND_BYTES = 64 * 1024
 
 
 def _name_of(func: Any) -> str:
@@ -50,6 +54,14 @@ def _describe_call(func: Any, args: tuple[Any, ...]) -> str:
     return f"task {_name_of(func)}{text}"
 
 
+def _wrap_large_bytes(values: list[Any] | tuple[Any, ...]) -> list[Any]:
+    """*values* with each big ``bytes`` wrapped to travel out of band."""
+    return [
+        _pickling.LargeBytes(v) if type(v) is bytes and len(v) >= OUT_OF_BAND_BYTES else v
+        for v in values
+    ]
+
+
 def _check_timeout(task_timeout: float | None) -> float | None:
     if task_timeout is not None and not task_timeout > 0:
         raise ValueError(f"task_timeout must be a positive number of seconds, not {task_timeout!r}")
@@ -61,12 +73,23 @@ class Pool:
 
     *processes* defaults to ``os.cpu_count()``; *initializer(\\*initargs)* runs in each
     worker at start; a worker is replaced after *maxtasksperchild* tasks; *context* picks
-    the start method (default: the default context). *task_timeout* (a polyproc
-    extension) is the default per-call time limit of every task, in seconds.
+    the start method (default: the default context).
+
+    polyproc's extensions, all keyword-only:
+
+    * *task_timeout*: the default time limit of every call, in seconds;
+    * *retries* and *retry_on*: a task that fails with one of the *retry_on* exceptions
+      (by default a lost worker or a timeout; add your own exception types to retry
+      those too) runs again, up to *retries* more times;
+    * *max_worker_memory*: bytes of resident memory after which a worker is replaced
+      once its current task is done;
+    * *forward_logs*: records logged in the workers (at the parent's root logger level and
+      above) are handed to the parent's handlers.
 
     Raises:
-        ValueError: *processes* < 1, or a non-positive *task_timeout*.
-        TypeError: *initializer* is not callable.
+        ValueError: *processes* < 1, a non-positive *task_timeout* or
+            *max_worker_memory*, or a negative *retries*.
+        TypeError: *initializer* is not callable, or *retry_on* holds a non-exception.
     """
 
     def __init__(
@@ -78,6 +101,10 @@ class Pool:
         context: Any = None,
         *,
         task_timeout: float | None = None,
+        retries: int = 0,
+        retry_on: tuple[type[BaseException], ...] = (WorkerLostError, TimeoutError),
+        max_worker_memory: int | None = None,
+        forward_logs: bool = False,
     ) -> None:
         if processes is None:
             processes = os.cpu_count() or 1
@@ -91,18 +118,44 @@ class Pool:
             raise ValueError("maxtasksperchild must be a positive int or None")
         if context is None:
             context = runtime.default_context()
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, not {retries!r}")
+        retry_on = tuple(retry_on)
+        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
+            raise TypeError(f"retry_on must be a tuple of exception types, not {retry_on!r}")
+        if max_worker_memory is not None and not max_worker_memory > 0:
+            raise ValueError(
+                f"max_worker_memory must be a positive number of bytes, not {max_worker_memory!r}"
+            )
+        log_level = None
+        if forward_logs:
+            import logging
+
+            log_level = logging.getLogger().getEffectiveLevel()
         self._task_timeout = _check_timeout(task_timeout)
+        options = WorkerOptions(maxtasksperchild, max_worker_memory, log_level, OUT_OF_BAND_BYTES)
         self._engine = self._make_engine(
-            context, processes, initializer, tuple(initargs), maxtasksperchild
+            context, processes, initializer, tuple(initargs), maxtasksperchild, options,
+            retries, retry_on,
         )
         self._processes = processes
 
     def _make_engine(self, *args: Any) -> Any:
         return PoolEngine(*args)
 
-    def _encode(self, payload: tuple[Any, ...], context: str) -> Any:
-        """What travels to a worker: the pickled payload (raises here if it cannot be)."""
-        return _pickling.dumps(payload, context=context)
+    def _encode(self, payload: tuple[Any, ...], context: str) -> tuple[Any, Any]:
+        """What travels to a worker: the pickled payload and its out-of-band buffers
+        (raises here if it cannot be pickled)."""
+        kind, func, items = payload
+        # Pickle keeps bytes in band: wrap the big ones it will meet at the top level.
+        if kind == APPLY:
+            for arg in items[0]:
+                if type(arg) is bytes and len(arg) >= OUT_OF_BAND_BYTES:
+                    payload = (kind, func, (tuple(_wrap_large_bytes(items[0])), items[1]))
+                    break
+        elif items and type(items[0]) is bytes:
+            payload = (kind, func, _wrap_large_bytes(items))
+        return _pickling.dumps_with_buffers(payload, OUT_OF_BAND_BYTES, context=context)
 
     # -- submitting ------------------------------------------------------------------
     def _timeout(self, task_timeout: float | None) -> float | None:
@@ -153,13 +206,18 @@ class Pool:
         args = tuple(args)
         kwds = dict(kwds or {})
         timeout = self._timeout(task_timeout)
-        data = self._encode((APPLY, func, (args, kwds)), "Pool.apply_async")
+        payload = (APPLY, func, (args, kwds))
+        data, buffers = self._encode(payload, "Pool.apply_async")
         result = ApplyResult(callback, error_callback)
 
-        def deliver(success: bool, value: Any) -> None:
+        def deliver(first: int, success: bool, value: Any) -> None:
             result._set(True, value[0]) if success else result._set(False, value[1])
 
-        batch = Batch(data, deliver, _describe_call(func, args), 1, timeout)
+        def describe(first: int, last: int) -> str:
+            return _describe_call(func, args)
+
+        batch = Batch(data, deliver, describe, 1, timeout, buffers=buffers,
+                      encode=functools.partial(self._encode, payload, "Pool.apply_async"))
         batch.on_start = on_start
         self._engine.submit(batch)
         return result
@@ -251,26 +309,28 @@ class Pool:
             chunksize += 1 if extra else 0
         chunksize = max(1, chunksize)
         context = "Pool.starmap" if kind == STARMAP else "Pool.map"
+        name = _name_of(func)
         result = MapResult(callback, error_callback)
+        tracker = ProgressTracker(progress, len(items)) if progress else None
         batches = []
-        for index, start in enumerate(range(0, len(items), chunksize)):
-            chunk = items[start : start + chunksize]
-            data = self._encode((kind, func, chunk), context)
+        for start in range(0, len(items), chunksize):
+            payload = (kind, func, items[start : start + chunksize])
+            chunk = payload[2]
+            data, buffers = self._encode(payload, context)
             batches.append(
                 Batch(
                     data,
-                    _map_deliverer(result, index),
-                    f"{_name_of(func)} on items {start}..{start + len(chunk) - 1} of a {context}",
+                    _map_deliverer(result, start, len(chunk), tracker),
+                    _range_describer(name, start, context),
                     len(chunk),
                     None if timeout is None else timeout * len(chunk),
+                    buffers=buffers,
+                    encode=functools.partial(self._encode, payload, context),
                 )
             )
-        result._set_total(len(batches))
-        if progress:
-            tracker = ProgressTracker(progress, len(items))
-            for batch in batches:
-                batch.deliver = _tracked(batch.deliver, tracker, batch.size)
-            tracker.set_total_chunks(len(batches))
+        result._set_total(len(items))
+        if tracker is not None:
+            tracker.set_total(len(items))
         for batch in batches:
             self._engine.submit(batch)
         return result
@@ -373,28 +433,35 @@ class Pool:
         return f"<{type(self).__name__} state={self._engine._state} pool_size={self._processes}>"
 
 
-def _tracked(
-    deliver: Callable[[bool, Any], None], tracker: ProgressTracker, size: int
-) -> Callable[[bool, Any], None]:
-    def deliver_and_count(success: bool, value: Any) -> None:
-        deliver(success, value)
-        tracker.chunk_done(size)
+def _range_describer(name: str, offset: int, context: str) -> Callable[[int, int], str]:
+    def describe(first: int, last: int) -> str:
+        first, last = offset + first, offset + last
+        items = f"item {first}" if first == last else f"items {first}..{last}"
+        return f"{name} on {items} of a {context}"
 
-    return deliver_and_count
+    return describe
 
 
-def _map_deliverer(result: MapResult, index: int) -> Callable[[bool, Any], None]:
-    def deliver(success: bool, value: Any) -> None:
+def _map_deliverer(
+    result: MapResult, offset: int, length: int, tracker: ProgressTracker | None
+) -> Callable[[int, bool, Any], None]:
+    def deliver(first: int, success: bool, value: Any) -> None:
+        # The bar first, so that it is complete by the time map() returns.
         if success:
-            result._set_chunk(index, value)
+            if tracker is not None:
+                tracker.done(len(value))
+            result._put(offset + first, value)
         else:
+            if tracker is not None:
+                tracker.done(length - first)
             result._fail(value[1])
 
     return deliver
 
 
 class _ImapSource:
-    """The lazy input of one imap call: chunks are read and pickled on demand."""
+    """The lazy input of one imap call: items are read and pickled as workers have room,
+    several tasks to a batch when tasks are quick (see PoolEngine._max_tasks)."""
 
     def __init__(
         self,
@@ -409,60 +476,91 @@ class _ImapSource:
         self._encode = encode
         self._tracker = tracker
         self._func = func
+        self._describe_name = _name_of(func)
         self._items = items
         self._chunksize = chunksize
         self._results = results
         self._timeout = timeout
-        self._index = 0
         self._position = 0
+        self._ready: list[Batch] = []  # batches split off a group that failed to pickle
 
-    def next_batch(self) -> Batch | None:
+    def next_batch(self, max_tasks: int = 1) -> Batch | None:
+        if self._ready:
+            return self._ready.pop(0)
+        if self._timeout is not None:
+            max_tasks = 1  # a deadline applies to one task at a time
+        cs = self._chunksize
         while True:
-            chunk = list(itertools.islice(self._items, self._chunksize))
-            if not chunk:
-                self._results._set_total(self._index)
+            group = list(itertools.islice(self._items, cs * max_tasks))
+            if not group:
+                self._results._set_total(self._position)
                 if self._tracker is not None:
-                    self._tracker.set_total_chunks(self._index)
+                    self._tracker.set_total(self._position)
                 return None
-            index, start = self._index, self._position
-            self._index += 1
-            self._position += len(chunk)
-            try:
-                data = self._encode((MAP, self._func, chunk), "Pool.imap")
-            except Exception as exc:
-                self._results._put_chunk(index, [(False, exc)])
-                if self._tracker is not None:
-                    self._tracker.chunk_done(len(chunk))
-                continue
-            deliver = self._deliverer(index)
+            offset = self._position
+            self._position += len(group)
+            batch = self._make_batch(group, offset)
+            if isinstance(batch, Batch):
+                return batch
+            if batch:
+                continue  # a single task that did not pickle: reported as failed
+            # The group did not pickle: pickle it task by task to fail only the culprits.
+            for start in range(0, len(group), cs):
+                single = self._make_batch(group[start : start + cs], offset + start, True)
+                if isinstance(single, Batch):
+                    self._ready.append(single)
+            if self._ready:
+                return self._ready.pop(0)
+
+    def _make_batch(
+        self, group: list[Any], offset: int, report: bool = False
+    ) -> Batch | bool:
+        """A batch of *group*; if it does not pickle, False for a group of several tasks
+        (to be split), else True once the failure is reported."""
+        payload = (MAP, self._func, group)
+        try:
+            data, buffers = self._encode(payload, "Pool.imap")
+        except Exception as exc:
+            if not report and len(group) > self._chunksize:
+                return False
+            self._results._put(offset, [], exc, len(group))
             if self._tracker is not None:
-                deliver = _tracked(deliver, self._tracker, len(chunk))
-            return Batch(
-                data,
-                deliver,
-                f"{_name_of(self._func)} on item {start}"
-                + (f"..{start + len(chunk) - 1}" if len(chunk) > 1 else "")
-                + " of an imap",
-                len(chunk),
-                None if self._timeout is None else self._timeout * len(chunk),
-            )
+                self._tracker.done(len(group))
+            return True
+        return Batch(
+            data,
+            self._deliverer(offset, len(group)),
+            _range_describer(self._describe_name, offset, "Pool.imap"),
+            len(group),
+            None if self._timeout is None else self._timeout * len(group),
+            chunksize=self._chunksize,
+            buffers=buffers,
+            encode=functools.partial(self._encode, payload, "Pool.imap"),
+        )
 
-    def _deliverer(self, index: int) -> Callable[[bool, Any], None]:
+    def _deliverer(self, offset: int, length: int) -> Callable[[int, bool, Any], None]:
         results = self._results
+        tracker = self._tracker
+        chunksize = self._chunksize
 
-        def deliver(success: bool, value: Any) -> None:
+        def deliver(first: int, success: bool, value: Any) -> None:
             if success:
-                results._put_chunk(index, [(True, v) for v in value])
+                if tracker is not None:
+                    tracker.done(len(value))
+                results._put(offset + first, value, None, len(value))
             else:
                 done, exc = value
-                results._put_chunk(index, [*((True, v) for v in done), (False, exc)])
+                items = min(first + chunksize, length) - first
+                if tracker is not None:
+                    tracker.done(items)
+                results._put(offset + first, done, exc, items)
 
         return deliver
 
     def fail(self, error: BaseException) -> None:
-        self._results._put_chunk(self._index, [(False, error)])
-        self._index += 1
-        self._results._set_total(self._index)
+        self._results._put(self._position, [], error, 1)
+        self._position += 1
+        self._results._set_total(self._position)
         if self._tracker is not None:
-            self._tracker.chunk_done(0)
-            self._tracker.set_total_chunks(self._index)
+            self._tracker.done(1)
+            self._tracker.set_total(self._position)

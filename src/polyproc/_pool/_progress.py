@@ -3,7 +3,7 @@
 ``progress=True`` uses ``tqdm.auto`` when tqdm is installed (it draws in terminals and in
 notebooks alike) and otherwise a small text bar on stderr with the rate and the time left.
 Any object with ``update(n)`` and ``close()`` (a tqdm bar of your own, say) works too.
-Bars are updated once per completed chunk, in the pool's manager thread, and the text bar
+Bars are updated once per delivered piece of results, in the pool's manager thread, and the text bar
 redraws at most ten times a second: the cost stays small on tiny tasks.
 """
 
@@ -84,30 +84,30 @@ def _make_bar(progress: Any, total: int | None) -> Any:
 
 
 class ProgressTracker:
-    """Feeds a bar as chunks complete and closes it when the last one has."""
+    """Feeds a bar as items complete and closes it when the last one has."""
 
     def __init__(self, progress: Any, total_items: int | None) -> None:
         self._bar = _make_bar(progress, total_items)
         self._lock = threading.Lock()
-        self._chunks_done = 0
-        self._chunks_total: int | None = None
+        self._done = 0
+        self._total: int | None = None
         self._closed = False
 
-    def chunk_done(self, items: int) -> None:
-        """One chunk of *items* calls finished (successfully or not)."""
+    def done(self, items: int) -> None:
+        """*items* more calls finished (successfully or not, or skipped after a failure)."""
         with self._lock:
             self._bar.update(items)
-            self._chunks_done += 1
+            self._done += items
             self._maybe_close()
 
-    def set_total_chunks(self, chunks: int) -> None:
-        """The input is exhausted: *chunks* chunks in all."""
+    def set_total(self, items: int) -> None:
+        """The input is exhausted: *items* items in all."""
         with self._lock:
-            self._chunks_total = chunks
+            self._total = items
             self._maybe_close()
 
     def _maybe_close(self) -> None:
-        total = self._chunks_total
-        if not self._closed and total is not None and self._chunks_done >= total:
+        total = self._total
+        if not self._closed and total is not None and self._done >= total:
             self._closed = True
             self._bar.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from _thread import allocate_lock as _allocate_lock
 
 from ..exceptions import TimeoutError
 
@@ -29,7 +30,11 @@ class ApplyResult:
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
     ) -> None:
-        self._event = threading.Event()
+        # A lock held until the result is set: cheaper to make than an Event, and every
+        # waiter passes through it (acquire, then release for the next one).
+        self._unset = _allocate_lock()
+        self._unset.acquire()
+        self._ready = False
         self._success = False
         self._value: Any = None
         self._callback = callback
@@ -37,7 +42,7 @@ class ApplyResult:
 
     def ready(self) -> bool:
         """Whether the call has completed."""
-        return self._event.is_set()
+        return self._ready
 
     def successful(self) -> bool:
         """Whether the call completed without raising.
@@ -45,13 +50,24 @@ class ApplyResult:
         Raises:
             ValueError: the result is not ready yet.
         """
-        if not self.ready():
+        if not self._ready:
             raise ValueError(f"{self!r} not ready")
         return self._success
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait until the result is ready or *timeout* seconds pass."""
-        self._event.wait(timeout)
+        self._wait(timeout)
+
+    def _wait(self, timeout: float | None) -> bool:
+        if self._ready:
+            return True
+        if timeout is None:
+            acquired = self._unset.acquire()
+        else:
+            acquired = self._unset.acquire(timeout=max(0.0, timeout))
+        if acquired:
+            self._unset.release()
+        return self._ready
 
     def get(self, timeout: float | None = None) -> Any:
         """The result, waiting up to *timeout* seconds; re-raises the task's exception.
@@ -62,17 +78,18 @@ class ApplyResult:
             Exception: whatever the task raised, with the worker's traceback as its
                 ``__cause__``; WorkerLostError if its worker died.
         """
-        if not self._event.wait(timeout):
+        if not self._ready and not self._wait(timeout):
             raise TimeoutError(f"result not ready after {timeout} seconds")
         if self._success:
             return self._value
         raise self._value
 
     def _set(self, success: bool, value: Any) -> None:
-        if self._event.is_set():
+        if self._ready:
             return
         self._success, self._value = success, value
-        self._event.set()
+        self._ready = True
+        self._unset.release()
         callback = self._callback if success else self._error_callback
         if callback is not None:
             try:
@@ -91,7 +108,7 @@ AsyncResult = ApplyResult
 
 
 class MapResult(ApplyResult):
-    """The result of ``map_async``/``starmap_async``: a list assembled from chunks."""
+    """The result of ``map_async``/``starmap_async``: a list assembled from pieces."""
 
     def __init__(
         self,
@@ -99,18 +116,21 @@ class MapResult(ApplyResult):
         error_callback: Callable[[BaseException], object] | None = None,
     ) -> None:
         super().__init__(callback, error_callback)
-        self._chunks: dict[int, list[Any]] = {}
+        self._pieces: dict[int, list[Any]] = {}
+        self._have = 0
         self._expected: int | None = None
         self._lock = threading.Lock()
 
-    def _set_total(self, chunks: int) -> None:
+    def _set_total(self, items: int) -> None:
         with self._lock:
-            self._expected = chunks
+            self._expected = items
         self._maybe_done()
 
-    def _set_chunk(self, index: int, values: list[Any]) -> None:
+    def _put(self, first: int, values: list[Any]) -> None:
+        """Results of items ``first...``."""
         with self._lock:
-            self._chunks[index] = values
+            self._pieces[first] = values
+            self._have += len(values)
         self._maybe_done()
 
     def _fail(self, exc: BaseException) -> None:
@@ -118,42 +138,53 @@ class MapResult(ApplyResult):
 
     def _maybe_done(self) -> None:
         with self._lock:
-            if self._expected is None or len(self._chunks) < self._expected:
+            if self._expected is None or self._have < self._expected or self._ready:
                 return
-            values = [v for i in range(self._expected) for v in self._chunks[i]]
+            values: list[Any] = []
+            for first in sorted(self._pieces):
+                values.extend(self._pieces[first])
+            self._pieces.clear()
         self._set(True, values)
 
 
 class IMapIterator:
     """Results of ``imap`` in input order; ``next(timeout)`` waits at most *timeout*.
 
-    The engine delivers whole chunks (``_put_chunk``): each a list of ``(success, value)``
-    outcomes. A chunk whose task raised ends with that one failure; its later items were
-    never computed, as in multiprocessing.
+    The engine delivers pieces (``_put``): the results of consecutive items, and possibly
+    the failure of the task that followed them. A task that raised yields that one
+    exception; its later items were never computed, as in multiprocessing.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._chunks: dict[int, list[tuple[bool, Any]]] = {}
-        self._next_chunk = 0
-        self._current: collections.deque[tuple[bool, Any]] = collections.deque()
+        self._pieces: dict[int, tuple[list[Any], BaseException | None, int]] = {}
+        self._position = 0  # items accounted for, in order
+        self._current: collections.deque[Any] = collections.deque()
+        self._failure_at_end: BaseException | None = None
         self._total: int | None = None
 
-    def _put_chunk(self, index: int, outcomes: list[tuple[bool, Any]]) -> None:
+    def _put(self, first: int, values: list[Any], failure: BaseException | None,
+             items: int) -> None:
+        """*values* for items ``first...``; then *failure* if given; *items* in all."""
         with self._cond:
-            self._chunks[index] = outcomes
+            self._pieces[first] = (values, failure, items)
             self._cond.notify_all()
 
-    def _set_total(self, chunks: int) -> None:
+    def _set_total(self, items: int) -> None:
         with self._cond:
-            self._total = chunks
+            self._total = items
             self._cond.notify_all()
 
-    def _take_chunk(self) -> list[tuple[bool, Any]] | None:
-        chunk = self._chunks.pop(self._next_chunk, None)
-        if chunk is not None:
-            self._next_chunk += 1
-        return chunk
+    def _take_piece(self) -> bool:
+        piece = self._pieces.pop(self._position, None)
+        if piece is None:
+            return False
+        values, failure, items = piece
+        self._position += items
+        self._current.extend(values)
+        if failure is not None:
+            self._current.append(_Failure(failure))
+        return True
 
     def __iter__(self) -> IMapIterator:
         return self
@@ -165,41 +196,50 @@ class IMapIterator:
             StopIteration: every result has been returned.
             polyproc.TimeoutError: nothing arrived within *timeout*.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None
         with self._cond:
             while not self._current:
-                chunk = self._take_chunk()
-                if chunk is not None:
-                    self._current.extend(chunk)
+                if self._take_piece():
                     continue
-                if self._total is not None and self._next_chunk >= self._total:
+                if self._total is not None and self._position >= self._total:
                     raise StopIteration
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError(f"no result after {timeout} seconds")
-                self._cond.wait(remaining)
-            success, value = self._current.popleft()
-        if success:
-            return value
-        raise value
+                if timeout is not None:
+                    if deadline is None:
+                        deadline = time.monotonic() + timeout
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(f"no result after {timeout} seconds")
+                    self._cond.wait(remaining)
+                else:
+                    self._cond.wait()
+            value = self._current.popleft()
+        if type(value) is _Failure:
+            raise value.error
+        return value
 
     __next__ = next
 
 
 class IMapUnorderedIterator(IMapIterator):
-    """Results of ``imap_unordered``, chunk by chunk in the order they complete."""
+    """Results of ``imap_unordered``, in the order they complete."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._arrived: collections.deque[list[tuple[bool, Any]]] = collections.deque()
-
-    def _put_chunk(self, index: int, outcomes: list[tuple[bool, Any]]) -> None:
+    def _put(self, first: int, values: list[Any], failure: BaseException | None,
+             items: int) -> None:
         with self._cond:
-            self._arrived.append(outcomes)
+            self._position += items
+            self._current.extend(values)
+            if failure is not None:
+                self._current.append(_Failure(failure))
             self._cond.notify_all()
 
-    def _take_chunk(self) -> list[tuple[bool, Any]] | None:
-        if not self._arrived:
-            return None
-        self._next_chunk += 1
-        return self._arrived.popleft()
+    def _take_piece(self) -> bool:
+        return False
+
+
+class _Failure:
+    """A task's exception, standing in the results where its values would have been."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error

@@ -35,6 +35,9 @@ class ThreadEngine:
         initializer: Any,
         initargs: tuple[Any, ...],
         maxtasksperchild: int | None,
+        options: Any = None,
+        retries: int = 0,
+        retry_on: tuple[type[BaseException], ...] = (),
     ) -> None:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -116,7 +119,7 @@ class ThreadEngine:
     @staticmethod
     def _fail(item: Any, error: BaseException) -> None:
         if hasattr(item, "deliver"):
-            item.deliver(False, ([], error))
+            item.deliver(item.start, False, ([], error))
         else:
             item.fail(error)
 
@@ -164,7 +167,7 @@ class ThreadEngine:
         except BaseException as exc:
             self._done += len(results)
             self._failed += 1
-            batch.deliver(False, (results, exc))
+            batch.deliver(0, False, (results, exc))
         else:
             self._done += len(results)
-            batch.deliver(True, results)
+            batch.deliver(0, True, results)

@@ -1,25 +1,44 @@
-"""The loop a pool worker runs: receive a batch, run it, send the results back.
+"""The loop a pool worker runs: receive batches, run their tasks, report the results.
 
-Wire format on the worker's own connection (a duplex pipe):
+A *batch* is one message: a function and a list of items, cut into *tasks* of
+``chunksize`` items (a ``map`` chunk is one task; an ``imap`` with chunksize 1 sends
+several one-item tasks in one batch). A task is the unit that succeeds or fails.
 
-* parent -> worker: ``send_bytes(HEADER(batch_id) + pickle((kind, func, items)))``;
-  an empty message asks the worker to exit. The batch id travels outside the pickle so
-  that a batch the worker cannot unpickle (a function it cannot import) still fails as
-  itself.
-* worker -> parent: ``send((DONE, batch_id, results))`` or
-  ``send((FAILED, batch_id, results_before_the_failure, packed_exception))``;
-  ``send((INIT_FAILED, 0, None, packed_exception))`` if the initializer raised.
+Wire format, over the worker's own socket (`_wire._frames.FrameSocket`):
+
+* parent -> worker: ``BATCH_HEADER(batch_id, start, stop, chunksize)`` followed by
+  ``pickle((kind, func, items))``: run ``items[start:stop]`` task by task. The header sits
+  outside the pickle, so that a batch the worker cannot unpickle still fails as itself. An
+  empty frame asks the worker to exit.
+* worker -> parent: ``pickle((REPORT, busy_seconds, outcomes))``, one outcome per run of
+  tasks: ``(batch_id, first_item, tasks, ok, values, packed_exception)``; consecutive
+  successful tasks of a batch share one outcome. Also ``(INIT_FAILED, packed_exception)``,
+  ``(RETIRE, reason)`` just before a worker leaves on its own (its memory cap), and
+  ``(LOG, record_attributes)`` for forwarded log records.
+
+Reports are buffered while more work is at hand and sent when the worker runs out of work
+or every millisecond, so a stream of tiny tasks costs a few system calls per burst instead
+of one per task. Because a result may still sit in that buffer when the worker dies, the
+worker also counts the tasks it has *started* in shared memory: from that count the
+parent tells the task that was running when the worker died from those that had finished
+(their results lost: they run again) and those that never started (requeued).
 
 A worker ignores SIGINT: Ctrl-C is the parent's to handle (it terminates the workers).
 """
 
 from __future__ import annotations
 
+import collections
+import logging
 import os
 import signal
+import socket
 import struct
+import threading
+import time
 
 from .._wire import _pickling
+from .._wire._frames import FrameSocket
 from .._wire._remote_error import pack_exception as _pack
 
 TYPE_CHECKING = False
@@ -27,62 +46,252 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["APPLY", "DONE", "FAILED", "HEADER", "INIT_FAILED", "MAP", "STARMAP", "worker_main"]
+__all__ = [
+    "APPLY",
+    "BATCH_HEADER",
+    "INIT_FAILED",
+    "LOG",
+    "MAP",
+    "REPORT",
+    "RETIRE",
+    "STARMAP",
+    "WorkerOptions",
+    "worker_main",
+]
 
-HEADER = struct.Struct("!Q")
-# Results travel over the worker's own pipe: an exception (and its message) may be big.
+BATCH_HEADER = struct.Struct("!QIII")
+APPLY, MAP, STARMAP = 0, 1, 2
+REPORT, INIT_FAILED, RETIRE, LOG = 0, 1, 2, 3
+_FLUSH_INTERVAL_S = 0.001
+_MEMORY_CHECK_INTERVAL_S = 0.01
+# Results travel over the worker's own socket: an exception (and its message) may be big.
 _EXCEPTION_LIMIT_BYTES = 256 * 1024 * 1024
 
 
 def pack_exception(exc: BaseException, where: str) -> bytes:
     """The worker's exception, packed whole (see _wire._remote_error)."""
     return _pack(exc, where, _EXCEPTION_LIMIT_BYTES)
-APPLY, MAP, STARMAP = 0, 1, 2
-DONE, FAILED, INIT_FAILED = 0, 1, 2
+
+
+class WorkerOptions:
+    """What a worker needs to know besides its initializer: plain values, picklable."""
+
+    __slots__ = ("buffer_threshold", "log_level", "max_memory", "maxtasks")
+
+    def __init__(
+        self,
+        maxtasks: int | None,
+        max_memory: int | None,
+        log_level: int | None,
+        buffer_threshold: int,
+    ) -> None:
+        self.maxtasks = maxtasks
+        self.max_memory = max_memory
+        self.log_level = log_level  # forward log records at this level and above, or None
+        self.buffer_threshold = buffer_threshold
+
+    def __reduce__(self) -> Any:
+        return WorkerOptions, (
+            self.maxtasks, self.max_memory, self.log_level, self.buffer_threshold
+        )
+
+
+class _Channel:
+    """The worker's side of its socket: sends are locked (log records may come from any
+    thread of the worker), and big buffers go out of band."""
+
+    def __init__(self, sock: FrameSocket, threshold: int) -> None:
+        self.sock = sock
+        self.threshold = threshold
+        self.lock = threading.Lock()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        payload, buffers = _pickling.dumps_with_buffers(
+            message, self.threshold, context="a pool worker's report"
+        )
+        with self.lock:
+            self.sock.send([(payload, buffers)])
+
+
+class _ForwardingHandler(logging.Handler):
+    """Sends each record to the parent, which hands it to its own handlers."""
+
+    def __init__(self, channel: _Channel, level: int) -> None:
+        super().__init__(level)
+        self._channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            attributes = dict(record.__dict__)
+            attributes["msg"] = record.getMessage()
+            attributes["args"] = None
+            if record.exc_info:
+                attributes["exc_text"] = logging.Formatter().formatException(record.exc_info)
+            attributes["exc_info"] = None
+            self._channel.send((LOG, attributes))
+        except Exception:
+            self.handleError(record)
+
+
+def _forward_logs(channel: _Channel, level: int) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):  # inherited by fork: the parent prints instead
+        root.removeHandler(handler)
+    root.addHandler(_ForwardingHandler(channel, level))
+    root.setLevel(level)
+
+
+def _resident_bytes(statm: int) -> int:
+    fields = os.pread(statm, 128, 0).split()
+    return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _wrap_large_bytes(values: list[Any], threshold: int) -> list[Any]:
+    """Big ``bytes`` results, wrapped to travel out of band (pickle keeps bytes in band)."""
+    return [
+        _pickling.LargeBytes(v) if type(v) is bytes and len(v) >= threshold else v
+        for v in values
+    ]
 
 
 def worker_main(
     conn: Any,
+    started_block: Any,
     initializer: Callable[..., object] | None,
     initargs: tuple[Any, ...],
-    maxtasks: int | None,
+    options: WorkerOptions,
 ) -> None:
-    """Run batches from *conn* until told to stop, the parent goes, or *maxtasks* are done."""
+    """Run batches from *conn* until told to stop, the parent goes, or a limit is hit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = FrameSocket(socket.socket(fileno=os.dup(conn.fileno())))
+    conn.close()
+    channel = _Channel(sock, options.buffer_threshold)
     where = f"pool worker (pid {os.getpid()})"
+    if options.log_level is not None:
+        _forward_logs(channel, options.log_level)
     if initializer is not None:
         try:
             initializer(*initargs)
         except BaseException as exc:
-            conn.send((INIT_FAILED, 0, None, pack_exception(exc, where)))
+            channel.send((INIT_FAILED, pack_exception(exc, where)))
             return
-    done = 0
-    while maxtasks is None or done < maxtasks:
+    try:
+        _serve(sock, channel, started_block.view().cast("q"), where, options)
+    except (EOFError, OSError):
+        pass  # the parent is gone, or closed our socket: nothing left to report to
+
+
+def _serve(
+    sock: FrameSocket, channel: _Channel, started: memoryview, where: str,
+    options: WorkerOptions,
+) -> None:
+    threshold = options.buffer_threshold
+    maxtasks = options.maxtasks
+    statm = os.open("/proc/self/statm", os.O_RDONLY) if options.max_memory else -1
+    next_memory_check = 0.0
+    queue: collections.deque[tuple[memoryview, list[memoryview]]] = collections.deque()
+    outbox: list[list[Any]] = []
+    busy = 0.0
+    last_flush = time.perf_counter()
+    tasks_started = 0
+
+    def flush() -> None:
+        nonlocal busy, last_flush
+        _send_report(channel, busy, outbox, where)
+        outbox.clear()
+        busy = 0.0
+        last_flush = time.perf_counter()
+
+    while True:
+        if not queue:
+            if outbox:
+                flush()
+            if maxtasks is not None and tasks_started >= maxtasks:
+                return
+            queue.extend(sock.receive())
+            continue
+        frame, buffers = queue.popleft()
+        if not frame:
+            if outbox:
+                flush()
+            return
+        began = time.perf_counter()
+        batch_id, start, stop, chunksize = BATCH_HEADER.unpack_from(frame)
         try:
-            message = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        if not message:
-            return
-        (batch_id,) = HEADER.unpack_from(message)
-        results: list[Any] = []
-        try:
-            kind, func, items = _pickling.loads(memoryview(message)[HEADER.size :])
-            if kind == APPLY:
-                args, kwargs = items
-                results.append(func(*args, **kwargs))
-            elif kind == STARMAP:
-                for args in items:
-                    results.append(func(*args))
-            else:
-                for item in items:
-                    results.append(func(item))
+            kind, func, items = _pickling.loads(frame[BATCH_HEADER.size :], buffers)
         except BaseException as exc:
-            reply: tuple[Any, ...] = (FAILED, batch_id, results, pack_exception(exc, where))
-        else:
-            reply = (DONE, batch_id, results)
-        try:
-            conn.send(reply)
-        except Exception as exc:  # a result that cannot be pickled fails its task, clearly
-            conn.send((FAILED, batch_id, [], pack_exception(exc, where)))
-        done += 1
+            tasks = -(-(stop - start) // chunksize)
+            tasks_started += tasks
+            started[0] = tasks_started
+            outbox.append([batch_id, start, tasks, False, [], pack_exception(exc, where), 1])
+            busy += time.perf_counter() - began
+            continue
+        del frame, buffers
+        run: list[Any] | None = None  # the outcome that consecutive successes extend
+        position = start
+        while position < stop:
+            end = min(position + chunksize, stop)
+            tasks_started += 1
+            started[0] = tasks_started
+            values: list[Any] = []
+            try:
+                if kind == MAP:
+                    for item in items[position:end]:
+                        values.append(func(item))
+                elif kind == STARMAP:
+                    for args in items[position:end]:
+                        values.append(func(*args))
+                else:
+                    args, kwargs = items
+                    values.append(func(*args, **kwargs))
+            except BaseException as exc:
+                run = None
+                outbox.append(
+                    [batch_id, position, 1, False, values, pack_exception(exc, where), 1]
+                )
+            else:
+                if values and type(values[0]) is bytes:
+                    values = _wrap_large_bytes(values, threshold)
+                if run is None:
+                    run = [batch_id, position, 1, True, values, None, chunksize]
+                    outbox.append(run)
+                else:
+                    run[2] += 1
+                    run[4].extend(values)
+            position = end
+            now = time.perf_counter()
+            if statm >= 0 and now >= next_memory_check:
+                next_memory_check = now + _MEMORY_CHECK_INTERVAL_S
+                resident = _resident_bytes(statm)
+                if resident > options.max_memory:  # type: ignore[operator]
+                    busy += now - began
+                    flush()
+                    channel.send((RETIRE, f"memory {resident >> 20} MiB over the cap"))
+                    return
+            if now - last_flush >= _FLUSH_INTERVAL_S:
+                busy += now - began
+                began = now
+                flush()
+                run = None
+        busy += time.perf_counter() - began
+        del items, func
+
+
+def _send_report(channel: _Channel, busy: float, outbox: list[list[Any]], where: str) -> None:
+    outcomes = [tuple(entry[:6]) for entry in outbox]
+    try:
+        channel.send((REPORT, busy, outcomes))
+        return
+    except Exception:
+        pass  # some result cannot be pickled: find it below, task by task
+    checked: list[tuple[Any, ...]] = []
+    for batch_id, first, tasks, ok, values, packed, chunksize in outbox:
+        for index in range(tasks):
+            part = values[index * chunksize : (index + 1) * chunksize] if tasks > 1 else values
+            outcome = (batch_id, first + index * chunksize, 1, ok, part, packed)
+            try:
+                _pickling.dumps(outcome, context="returning a task's result")
+            except Exception as exc:
+                outcome = (batch_id, outcome[1], 1, False, [], pack_exception(exc, where))
+            checked.append(outcome)
+    channel.send((REPORT, busy, checked))

@@ -38,10 +38,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ByValuePickler",
+    "LargeBytes",
     "TransferPickler",
     "TransferUnpickler",
     "describe",
     "dumps",
+    "dumps_with_buffers",
     "loads",
     "main_is_importable",
     "register_reducer",
@@ -198,9 +200,92 @@ def dumps(obj: Any, *, context: str = "send") -> bytes:
         pickler.clear_memo()
 
 
-def loads(data: bytes | bytearray | memoryview) -> Any:
-    """Unpickle data made by :func:`dumps`."""
-    return pickle.loads(data)
+def loads(data: bytes | bytearray | memoryview, buffers: Any = None) -> Any:
+    """Unpickle data made by :func:`dumps` (or :func:`dumps_with_buffers`, passing the
+    out-of-band *buffers* it returned)."""
+    return pickle.loads(data, buffers=buffers)
+
+
+class LargeBytes:
+    """Wraps a big ``bytes`` so that it pickles out of band and unpickles as ``bytes``.
+
+    Pickle always writes ``bytes`` in band; a pool wraps the big ones it can see (the
+    arguments and results themselves) so they travel in shared memory like arrays.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return bytes, (pickle.PickleBuffer(self.data),)
+
+
+class _BufferCollector:
+    """The pickler's buffer_callback: keeps buffers of *threshold* bytes or more out of
+    band, the small ones (and any that is not contiguous) in band."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.found: list[memoryview] = []
+
+    def __call__(self, buffer: pickle.PickleBuffer) -> bool:
+        try:
+            raw = buffer.raw()
+        except BufferError:
+            return True
+        if raw.nbytes < self.threshold:
+            return True
+        self.found.append(raw)
+        return False
+
+
+def dumps_with_buffers(
+    obj: Any, threshold: int, *, context: str = "send"
+) -> tuple[bytes, list[memoryview]]:
+    """Pickle *obj*, keeping buffers of *threshold* bytes or more out of band.
+
+    Returns the pickle and the out-of-band buffers (views of the original objects, not
+    copies), for :func:`loads` to take back.
+
+    Raises:
+        SerializationError: as :func:`dumps`.
+    """
+    entry = getattr(_local, "buffer_picklers", None)
+    if entry is None:
+        collector = _BufferCollector(threshold)
+        buf = io.BytesIO()
+        fast = _FastPickler(buf, PROTOCOL, buffer_callback=collector)
+        by_value_slot: list[pickle.Pickler | None] = [None]
+        entry = _local.buffer_picklers = (collector, buf, fast, by_value_slot)
+    collector, buf, fast, by_value = entry
+    collector.threshold = threshold
+    found: list[memoryview]
+    if main_is_importable():  # the hot path: the C pickler, by reference
+        collector.found = found = []
+        try:
+            fast.dump(obj)
+            return buf.getvalue(), found
+        except Exception:
+            pass  # retried below, by value
+        finally:
+            buf.seek(0)
+            buf.truncate()
+            fast.clear_memo()
+    pickler = by_value[0]
+    if pickler is None:
+        pickler = by_value[0] = ByValuePickler(buf, PROTOCOL, buffer_callback=collector)
+    collector.found = found = []
+    try:
+        pickler.dump(obj)
+        return buf.getvalue(), found
+    except Exception as exc:
+        raise _serialization_error(obj, context, exc)  # noqa: B904 - cause set inside
+    finally:
+        buf.seek(0)
+        buf.truncate()
+        pickler.clear_memo()
 
 
 # What pickle itself raises for an object it cannot handle; anything else came from the
