@@ -7,7 +7,8 @@ Run ``python -m benchmarks --help``. Layout:
 - ``_worker``: the entry point of that subprocess;
 - ``_api``: the few helpers the topic modules share with the worker;
 - ``_report``: machine header, plain text table, markdown section;
-- ``bench_*``: one module per topic, each exposing ``register() -> list[Benchmark]``.
+- ``bench_*``: one module per topic, each exposing ``register() -> list[Benchmark]``;
+- ``plot``: a PNG of the Pool results saved by ``--json`` (``python -m benchmarks.plot``).
 
 To add a topic, write ``bench_<topic>.py`` with module-level ``measure_*`` functions that take
 the library module first (and return samples in the unit), and a ``register()`` that lists

@@ -15,8 +15,10 @@ by the ``baseline_*`` functions, each skipped (`Unavailable`) when not installed
   ``keep_alive`` it would start new workers for every map).
 
 Executors have no ``imap_unordered``: there it is ``submit`` of every item, then
-``as_completed``. ``map`` uses each library's default chunking: 1 item per task for the
-executors and pebble, a computed chunk size for the Pool API and mpire.
+``as_completed``. ``map`` uses each library's default chunking unless the caller passes a
+chunk size (`benchmarks.bench_pool_workloads` does): 1 item per task for the executors and
+pebble, a computed chunk size for the Pool API and mpire. mpire's ``map`` runs with
+``concatenate_numpy_output=False``, so that numpy results come back as a list, as elsewhere.
 
 Benchmarks 1-4 leave start-up out: the pool is created and warmed with one task per worker,
 submitted together through the operation about to be timed, then timed. ``pool-lifecycle``
@@ -42,7 +44,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from types import ModuleType
-    from typing import Any, NamedTuple
+    from typing import Any, NamedTuple, Protocol
 
     from benchmarks._runner import Benchmark
 
@@ -61,9 +63,15 @@ def _inc(x: int) -> int:
 
 if TYPE_CHECKING:
 
+    class _Map(Protocol):
+        def __call__(
+            self, pool: Any, fn: Callable[[Any], Any], items: list[Any],
+            chunksize: int | None = None,
+        ) -> Iterable[Any]: ...
+
     class _Adapter(NamedTuple):
         create: Callable[[], Any]
-        map: Callable[[Any, Callable[[int], int], list[int]], Iterable[int]]
+        map: _Map  # chunksize None: the library's default chunking
         imap_unordered: Callable[[Any, Callable[[int], int], list[int]], Iterable[int]]
         submit: Callable[[Any, Callable[[int], int], int], Any]
         get: Callable[[Any], int]
@@ -89,7 +97,7 @@ def _pool_adapter(mod: ModuleType) -> _Adapter:
     require(ctx, "Pool")
     return _make_adapter(
         create=lambda: ctx.Pool(WORKERS),
-        map=lambda pool, fn, items: pool.map(fn, items),
+        map=lambda pool, fn, items, chunksize=None: pool.map(fn, items, chunksize),
         imap_unordered=lambda pool, fn, items: pool.imap_unordered(fn, items, chunksize=1),
         submit=lambda pool, fn, x: pool.apply_async(fn, (x,)),
         get=lambda handle: handle.get(),
@@ -106,7 +114,7 @@ def _executor_adapter(make: Callable[[], Any]) -> _Adapter:
 
     return _make_adapter(
         create=make,
-        map=lambda ex, fn, items: ex.map(fn, items),
+        map=lambda ex, fn, items, chunksize=None: ex.map(fn, items, chunksize=chunksize or 1),
         imap_unordered=imap_unordered,
         submit=lambda ex, fn, x: ex.submit(fn, x),
         get=lambda future: future.result(),
@@ -160,7 +168,9 @@ def _pebble() -> _Adapter:
 
     return _make_adapter(
         create=lambda: pebble.ProcessPool(max_workers=WORKERS, context=ctx),
-        map=lambda pool, fn, items: pool.map(fn, items).result(),
+        map=lambda pool, fn, items, chunksize=None: pool.map(
+            fn, items, chunksize=chunksize or 1
+        ).result(),
         imap_unordered=imap_unordered,
         submit=submit,
         get=lambda future: future.result(),
@@ -173,7 +183,9 @@ def _mpire() -> _Adapter:
     return _make_adapter(
         create=lambda: mpire.WorkerPool(n_jobs=WORKERS, start_method=START_METHOD,
                                         keep_alive=True),
-        map=lambda pool, fn, items: pool.map(fn, items),
+        map=lambda pool, fn, items, chunksize=None: pool.map(
+            fn, items, chunk_size=chunksize, concatenate_numpy_output=False
+        ),
         imap_unordered=lambda pool, fn, items: pool.imap_unordered(fn, items, chunk_size=1),
         submit=lambda pool, fn, x: pool.apply_async(fn, args=(x,)),
         get=lambda handle: handle.get(),
