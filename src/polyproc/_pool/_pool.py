@@ -300,24 +300,32 @@ class Pool:
         progress: Any = False,
     ) -> MapResult:
         self._engine.check_running()
-        items = list(iterable)
+        # Chunks are slices (copies) of the list: a list given by the caller is not
+        # copied a second time.
+        items = iterable if type(iterable) is list else list(iterable)
         if kind == STARMAP:
             items = [tuple(args) for args in items]
         timeout = self._timeout(task_timeout)
         if chunksize is None:
-            chunksize, extra = divmod(len(items), self._processes * 4)
+            # Four times the standard library's count of chunks: the first ones start
+            # while the rest are pickled, and the last ones finish close together.
+            chunksize, extra = divmod(len(items), self._processes * 16)
             chunksize += 1 if extra else 0
         chunksize = max(1, chunksize)
         context = "Pool.starmap" if kind == STARMAP else "Pool.map"
         name = _name_of(func)
         result = MapResult(callback, error_callback)
         tracker = ProgressTracker(progress, len(items)) if progress else None
-        batches = []
+        result._set_total(len(items))
+        if tracker is not None:
+            tracker.set_total(len(items))
+        # Each chunk goes out as soon as it is pickled, so the workers start while the
+        # rest is being pickled. A chunk that cannot be pickled raises here, at the call.
         for start in range(0, len(items), chunksize):
             payload = (kind, func, items[start : start + chunksize])
             chunk = payload[2]
             data, buffers = self._encode(payload, context)
-            batches.append(
+            self._engine.submit(
                 Batch(
                     data,
                     _map_deliverer(result, start, len(chunk), tracker),
@@ -328,11 +336,6 @@ class Pool:
                     encode=functools.partial(self._encode, payload, context),
                 )
             )
-        result._set_total(len(items))
-        if tracker is not None:
-            tracker.set_total(len(items))
-        for batch in batches:
-            self._engine.submit(batch)
         return result
 
     def imap(
