@@ -48,3 +48,6 @@ def test_demo_runs_the_seed_tour(method):
     assert "[1, 4, 9]\n" in out  # Pool(5).map
     assert f"{[i * i for i in range(10)]}\n" in out  # apply_async(...).get(timeout=10)
     assert "3 -> lost:" in out and "the pool goes on: [16, 25]" in out  # a killed worker
+    assert "sum of squares: 2664667000 (expected 2664667000 )" in out  # progress example
+    assert "2000 tasks done, 0 failed" in out
+    assert "2000/2000" in result.stderr  # the progress bar drew its last state

@@ -47,6 +47,7 @@ __all__ = [
     "InitializerError",
     "JoinableQueue",
     "Lock",
+    "Manager",
     "Pipe",
     "Pool",
     "Process",
@@ -87,6 +88,7 @@ Condition = _default.Condition
 Event = _default.Event
 JoinableQueue = _default.JoinableQueue
 Lock = _default.Lock
+Manager = _default.Manager
 Pipe = _default.Pipe
 Pool = _default.Pool
 Queue = _default.Queue
@@ -115,7 +117,7 @@ set_start_method = _default.set_start_method
 # Heavier public submodules load on first access (``polyproc.pool``...), as the factories
 # above load them on first call: every spawned child imports this package.
 _LAZY_SUBMODULES = frozenset(
-    {"pool", "queues", "sharedctypes", "shared_memory", "synchronize"}
+    {"managers", "pool", "queues", "sharedctypes", "shared_memory", "synchronize"}
 )
 
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import logging
     from typing import Any
 
-    from . import pool, queues, synchronize
+    from . import managers, pool, queues, synchronize
 
 
 __all__ = [
@@ -159,6 +159,16 @@ class BaseContext:
         """A ctypes array in shared memory, guarded by a lock unless *lock* is False."""
         from . import sharedctypes  # on first use: it costs a spawned child ms to import
         return sharedctypes.Array(typecode_or_type, size_or_initializer, lock=lock)
+
+    # -- managers (polyproc.managers) ---------------------------------------------------
+    def Manager(self) -> managers.SyncManager:
+        """A started :class:`~polyproc.managers.SyncManager`, its server started with this
+        context's method."""
+        from . import managers  # on first use: it costs a spawned child ms to import
+        context = self.get_context() if isinstance(self, DefaultContext) else self
+        manager = managers.SyncManager(ctx=context)
+        manager.start()
+        return manager
 
     # -- pools (polyproc.pool) -----------------------------------------------------------
     def Pool(

@@ -15,4 +15,5 @@ EXAMPLES = [
     ("value_array", "A Value and an Array in shared memory, changed by a child"),
     ("pool_apply_async", "apply_async results, collected with get(timeout=10)"),
     ("pool_survives_a_crash", "Beyond the article: a worker killed mid-task, the pool goes on"),
+    ("pool_progress", "Beyond the article: a progress bar, and what each worker did"),
 ]
