@@ -386,3 +386,35 @@ def make_array(n: int) -> Any:
 def bytes_of(n: int) -> bytes:
     """*n* bytes counting up mod 256."""
     return bytes(i % 256 for i in range(256)) * (n // 256)
+
+
+# -- managers ------------------------------------------------------------------------------
+
+
+def fill_dict_and_reverse(d: Any, lst: Any) -> None:
+    """The seed's manager example: set three keys, reverse the list."""
+    d[1] = "1"
+    d["2"] = 2
+    d[0.25] = None
+    lst.reverse()
+
+
+def use_proxy_then_block(proxy: Any, conn: Any) -> None:
+    """Use *proxy* (so this process holds a reference), report, then wait to be killed."""
+    conn.send(len(proxy))
+    threading.Event().wait()
+
+
+def hammer_dict(d: Any, lock: Any, counter: Any, worker: int, count: int) -> None:
+    """Set *count* keys of its own in *d*, and add 1 to *counter* under *lock* each time."""
+    for i in range(count):
+        d[f"{worker}-{i}"] = i
+        with lock:
+            counter.value += 1
+
+
+def set_item(args: tuple[Any, Any]) -> int:
+    """``d[key] = key`` for a pool task; returns the pid that did it."""
+    d, key = args
+    d[key] = key
+    return os.getpid()

@@ -46,6 +46,7 @@ def test_demo_runs_the_seed_tour(method):
         assert f"hello world {i}\n" in out  # the Lock example
     assert "3.1415927 [0, -1, -2, -3, -4, -5, -6, -7, -8, -9]" in out  # Value and Array
     assert "[1, 4, 9]\n" in out  # Pool(5).map
+    assert "{1: '1', '2': 2, 0.25: None}\n[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]\n" in out  # Manager
     assert f"{[i * i for i in range(10)]}\n" in out  # apply_async(...).get(timeout=10)
     assert "3 -> lost:" in out and "the pool goes on: [16, 25]" in out  # a killed worker
     assert "sum of squares: 2664667000 (expected 2664667000 )" in out  # progress example

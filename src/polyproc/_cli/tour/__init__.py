@@ -13,6 +13,7 @@ EXAMPLES = [
     ("queue_hello", "Processes hand results back through a Queue"),
     ("lock_prints", "A Lock keeps the prints of ten processes whole"),
     ("value_array", "A Value and an Array in shared memory, changed by a child"),
+    ("manager_dict_list", "A Manager's dict and list, changed by a child, seen by the parent"),
     ("pool_apply_async", "apply_async results, collected with get(timeout=10)"),
     ("pool_survives_a_crash", "Beyond the article: a worker killed mid-task, the pool goes on"),
     ("pool_progress", "Beyond the article: a progress bar, and what each worker did"),
