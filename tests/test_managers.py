@@ -191,7 +191,7 @@ def test_shutdown_then_calls_fail(ctx):
 
 
 _REMOTE_SERVER = """
-import queue, sys
+import queue, ssl, sys
 from polyproc.managers import BaseManager
 
 jobs = queue.Queue()
@@ -201,37 +201,91 @@ class QueueManager(BaseManager):
 
 QueueManager.register("get_queue", callable=lambda: jobs)
 if __name__ == "__main__":
-    m = QueueManager(address=("127.0.0.1", 0), authkey=b"abracadabra")
+    tls = None
+    if len(sys.argv) > 1:  # mutual TLS: our certificate, and clients must show one
+        cert_chain, ca_file = sys.argv[1:3]
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca_file)
+        tls.load_cert_chain(cert_chain)
+        tls.verify_mode = ssl.CERT_REQUIRED
+    m = QueueManager(address=("127.0.0.1", 0), authkey=b"abracadabra",
+                     server_ssl_context=tls)
     server = m.get_server()
     print(server.address[1], flush=True)
     server.serve_forever()
 """
 
 
+class _QueueManager(BaseManager):
+    pass
+
+
+_QueueManager.register("get_queue")
+
+
+def _start_remote_server(tmp_path, *tls_files: str) -> tuple[subprocess.Popen[str], int]:
+    script = tmp_path / "queue_server.py"
+    script.write_text(textwrap.dedent(_REMOTE_SERVER))
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    server = subprocess.Popen([sys.executable, str(script), *tls_files],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    return server, int(server.stdout.readline())
+
+
 @pytest.mark.timeout(60)
 def test_remote_manager_over_tcp(tmp_path):
     """The documentation's remote example: a server process on 127.0.0.1, a client that
     puts and another that gets, both by address and authkey."""
-    script = tmp_path / "queue_server.py"
-    script.write_text(textwrap.dedent(_REMOTE_SERVER))
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    server = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                              text=True, env=env)
+    server, port = _start_remote_server(tmp_path)
     try:
-        port = int(server.stdout.readline())
-
-        class QueueManager(BaseManager):
-            pass
-
-        QueueManager.register("get_queue")
-        putter = QueueManager(address=("127.0.0.1", port), authkey=b"abracadabra")
+        putter = _QueueManager(address=("127.0.0.1", port), authkey=b"abracadabra")
         putter.connect()
         putter.get_queue().put("hello")
-        getter = QueueManager(address=("127.0.0.1", port), authkey=b"abracadabra")
+        getter = _QueueManager(address=("127.0.0.1", port), authkey=b"abracadabra")
         getter.connect()
         assert getter.get_queue().get(timeout=SHORT_TIMEOUT) == "hello"
         with pytest.raises(AuthenticationError):
-            QueueManager(address=("127.0.0.1", port), authkey=b"wrong").connect()
+            _QueueManager(address=("127.0.0.1", port), authkey=b"wrong").connect()
+    finally:
+        server.kill()
+        server.wait(SHORT_TIMEOUT)
+
+
+@pytest.mark.timeout(60)
+def test_remote_manager_over_mutual_tls(tmp_path):
+    """The same example with TLS both ways: the client checks the server's certificate,
+    the server requires the client's; a client without a certificate, or without TLS,
+    is refused and the server goes on serving."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    client_cert = ca.issue_cert("client.polyproc.test")
+    chain, ca_file = tmp_path / "server.pem", tmp_path / "ca.pem"
+    server_cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
+    ca.cert_pem.write_to_path(str(ca_file))
+    server, port = _start_remote_server(tmp_path, str(chain), str(ca_file))
+    address = ("127.0.0.1", port)
+    try:
+        tls = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ca.configure_trust(tls)
+        client_cert.configure_cert(tls)
+        putter = _QueueManager(address=address, authkey=b"abracadabra", ssl_context=tls)
+        putter.connect()
+        queue = putter.get_queue()
+        queue.put("over tls")
+        assert queue.get(timeout=SHORT_TIMEOUT) == "over tls"
+
+        anonymous = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ca.configure_trust(anonymous)  # trusts the server, but has no certificate to show
+        with pytest.raises((ssl.SSLError, OSError, EOFError, AuthenticationError)):
+            polyproc.connection.Client(address, authkey=b"abracadabra",
+                                       ssl_context=anonymous).close()
+        with pytest.raises((AuthenticationError, OSError, EOFError)):
+            polyproc.connection.Client(address, authkey=b"abracadabra").close()
+        queue.put("still served")
+        assert queue.get(timeout=SHORT_TIMEOUT) == "still served"
     finally:
         server.kill()
         server.wait(SHORT_TIMEOUT)

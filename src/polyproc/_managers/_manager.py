@@ -21,7 +21,16 @@ from .._process._state import runtime
 from .._wire._connection import make_pipe
 from ..exceptions import ProcessError
 from . import _protocol
-from ._protocol import COUNT, CREATE, INFO, SHUTDOWN, call, check_serializer, result_of
+from ._protocol import (
+    COUNT,
+    CREATE,
+    INFO,
+    SHUTDOWN,
+    call,
+    check_serializer,
+    result_of,
+    tls_contexts,
+)
 from ._proxy import (
     AcquirerProxy,
     ArrayProxy,
@@ -43,7 +52,7 @@ from ._server import Server
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
-    from typing import Any
+    from typing import Any, Self
 
 __all__ = ["Array", "BaseManager", "Namespace", "State", "SyncManager", "Value"]
 
@@ -65,6 +74,12 @@ class BaseManager:
     pair for TCP); *authkey* defaults to the current process's authkey; *ctx* picks how
     the server process starts; *shutdown_timeout* is how long :meth:`shutdown` waits for
     the server before terminating it.
+
+    TLS (polyproc extensions): *ssl_context* is the client-side ``ssl.SSLContext`` this
+    process (and its forked children) use to reach the server; *server_ssl_context* is
+    the server's (an ``SSLContext``, or a function returning one, which can be sent to a
+    spawned server process). Require client certificates on the server's context for
+    mutual TLS.
     """
 
     _registry: dict[str, tuple[Any, Any, Any, Any]] = {}
@@ -78,6 +93,8 @@ class BaseManager:
         ctx: Any = None,
         *,
         shutdown_timeout: float = 1.0,
+        ssl_context: Any = None,
+        server_ssl_context: Any = None,
     ) -> None:
         check_serializer(serializer)
         if authkey is None:
@@ -88,6 +105,10 @@ class BaseManager:
         self._serializer = serializer
         self._ctx = ctx if ctx is not None else runtime.default_context()
         self._shutdown_timeout = shutdown_timeout
+        self._ssl_context = ssl_context
+        self._server_ssl_context = server_ssl_context
+        if ssl_context is not None and address is not None:
+            tls_contexts[address] = ssl_context
         self._process: Any = None
 
     @property
@@ -104,7 +125,7 @@ class BaseManager:
         """
         self._check_initial()
         return self._Server(self._server_registry(), self._address, self._authkey,
-                            self._serializer)
+                            self._serializer, ssl_context=self._server_ssl_context)
 
     def connect(self) -> None:
         """Connect to a server already running at ``address``.
@@ -133,7 +154,7 @@ class BaseManager:
         self._process = self._ctx.Process(
             target=type(self)._run_server,
             args=(self._server_registry(), self._address, self._authkey, self._serializer,
-                  writer, initializer, tuple(initargs)),
+                  writer, initializer, tuple(initargs), self._server_ssl_context),
             name=f"{type(self).__name__}-server",
         )
         try:
@@ -151,6 +172,8 @@ class BaseManager:
         finally:
             reader.close()
         known_authkeys[self._address] = self._authkey
+        if self._ssl_context is not None:
+            tls_contexts[self._address] = self._ssl_context
         self._state.value = State.STARTED
         self.shutdown = weakref.finalize(  # type: ignore[method-assign]
             self, _finalize_manager, self._process, self._address, self._authkey,
@@ -167,13 +190,14 @@ class BaseManager:
         writer: Any,
         initializer: Callable[..., object] | None,
         initargs: tuple[Any, ...],
+        ssl_context: Any = None,
     ) -> None:
         # Ctrl-C in a terminal reaches the whole process group: the server must outlive
         # it, and leave when its manager shuts it down (or its parent dies).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if initializer is not None:
             initializer(*initargs)
-        server = cls._Server(registry, address, authkey, serializer)
+        server = cls._Server(registry, address, authkey, serializer, ssl_context=ssl_context)
         writer.send(server.address)
         writer.close()
         server.serve_forever()
@@ -217,7 +241,7 @@ class BaseManager:
         """One line per object the server holds: id, reference count, type, value."""
         return str(result_of(call(self._address, self._authkey, (INFO, None, None, (), {}))))
 
-    def __enter__(self) -> BaseManager:
+    def __enter__(self) -> Self:
         if self._state.value == State.INITIAL:
             self.start()
         if self._state.value != State.STARTED:
@@ -346,6 +370,24 @@ def _make_pool(*args: Any, **kwds: Any) -> Any:
 class SyncManager(BaseManager):
     """The manager ``polyproc.Manager()`` returns: dicts, lists, namespaces, queues,
     synchronization primitives, values, arrays and pools, shared by proxy."""
+
+    if TYPE_CHECKING:  # made by register() below; declared for type checkers
+        def Queue(self, maxsize: int = 0) -> Any: ...
+        def JoinableQueue(self, maxsize: int = 0) -> Any: ...
+        def Event(self) -> EventProxy: ...
+        def Lock(self) -> AcquirerProxy: ...
+        def RLock(self) -> AcquirerProxy: ...
+        def Semaphore(self, value: int = 1) -> AcquirerProxy: ...
+        def BoundedSemaphore(self, value: int = 1) -> AcquirerProxy: ...
+        def Condition(self, lock: Any = None) -> ConditionProxy: ...
+        def Barrier(self, parties: int, action: Any = None,
+                    timeout: float | None = None) -> BarrierProxy: ...
+        def Pool(self, *args: Any, **kwds: Any) -> PoolProxy: ...
+        def list(self, sequence: Any = ()) -> ListProxy: ...
+        def dict(self, *args: Any, **kwds: Any) -> Any: ...
+        def Value(self, typecode: Any, value: Any, lock: bool = True) -> ValueProxy: ...
+        def Array(self, typecode: Any, sequence: Any, lock: bool = True) -> Any: ...
+        def Namespace(self, **kwds: Any) -> NamespaceProxy: ...
 
 
 SyncManager.register("Queue", queue.Queue)

@@ -66,6 +66,8 @@ for _view_type in _VIEW_TYPES:
     register_reducer(_view_type, _rebuild_as_list)
 
 
+#: address -> client-side ssl.SSLContext, for managers reached over TLS.
+tls_contexts: dict[Any, Any] = {}
 _pools: dict[tuple[Any, bytes], list[Connection]] = {}
 # One idle connection per manager this process talks to, never used for calls (so never
 # closed by a failed one): the server releases this process's references when it closes,
@@ -103,7 +105,7 @@ def connect(address: Any, authkey: bytes) -> Connection:
         AuthenticationError: the keys differ.
     """
     try:
-        conn = Client(address, authkey=authkey)
+        conn = Client(address, authkey=authkey, ssl_context=tls_contexts.get(address))
     except (ConnectionError, FileNotFoundError) as exc:
         raise ManagerGoneError(f"no manager answers at {address!r}: {exc}") from exc
     try:

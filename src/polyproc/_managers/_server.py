@@ -86,6 +86,7 @@ class Server:
         serializer: str = "pickle",
         *,
         max_connections: int = MAX_CONNECTIONS,
+        ssl_context: Any = None,
     ) -> None:
         check_serializer(serializer)
         if not isinstance(authkey, bytes):
@@ -95,6 +96,9 @@ class Server:
         self.listener = Listener(address, backlog=128)
         self.address = self.listener.address
         self.max_connections = max_connections
+        # A server-side ssl.SSLContext, or a function making one (it can be sent to a
+        # spawned server process where a context cannot).
+        self.ssl_context = ssl_context() if callable(ssl_context) else ssl_context
         self._lock = threading.Lock()
         self._objects: dict[str, tuple[Any, tuple[str, ...], dict[str, str]]] = {}
         self._typeids: dict[str, str] = {}
@@ -150,12 +154,17 @@ class Server:
         client_key = ""
         try:
             try:
+                if self.ssl_context is not None:
+                    from .._wire._tls import secure
+
+                    conn = secure(conn, self.ssl_context, server_side=True,
+                                  timeout=HANDSHAKE_TIMEOUT_S)
                 authenticate_accepted(conn, self.authkey, HANDSHAKE_TIMEOUT_S)
                 request = _pickling.loads(conn.recv_bytes(MAX_MESSAGE_BYTES))
             except (AuthenticationError, EOFError, OSError):
                 return
             except Exception:
-                return  # garbage where the greeting should be
+                return  # garbage where the greeting should be (or a failed TLS handshake)
             if not (isinstance(request, tuple) and len(request) == 2 and request[0] == HELLO):
                 return
             client_key = str(request[1])

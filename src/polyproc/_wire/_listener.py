@@ -18,6 +18,7 @@ from ._connection import Connection
 # typing costs a spawned child ~8 ms to import; annotations are never evaluated.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ssl
     from typing import Any
 
 __all__ = ["Client", "Listener", "address_type"]
@@ -56,7 +57,9 @@ class Listener:
 
     With an *authkey*, every accepted connection must pass the HMAC handshake before
     ``accept`` returns it; *handshake_timeout* (seconds, a polyproc extension) bounds how
-    long a peer may take, so a silent peer cannot hold the listener.
+    long a peer may take, so a silent peer cannot hold the listener. *ssl_context* (a
+    polyproc extension: a server-side ``ssl.SSLContext``) runs TLS on every accepted
+    connection first.
     """
 
     def __init__(
@@ -67,9 +70,11 @@ class Listener:
         authkey: bytes | None = None,
         *,
         handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._authkey = _check_authkey(authkey)
         self._handshake_timeout = handshake_timeout
+        self._ssl_context = ssl_context
         family = family or (address_type(address) if address is not None else "AF_UNIX")
         _check_family(family)
         self._private_dir: str | None = None
@@ -122,6 +127,11 @@ class Listener:
         sock, self._last_accepted = self._socket.accept()
         sock.setblocking(True)
         conn = Connection(sock.detach())
+        if self._ssl_context is not None:
+            from ._tls import secure  # only TLS users pay for importing ssl
+
+            conn = secure(conn, self._ssl_context, server_side=True,
+                          timeout=self._handshake_timeout)
         if self._authkey is not None:
             try:
                 authenticate_accepted(conn, self._authkey, self._handshake_timeout)
@@ -175,10 +185,17 @@ def Client(
     authkey: bytes | None = None,
     *,
     handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> Connection:
     """Connect to the :class:`Listener` at *address* and return a :class:`Connection`.
 
+    *ssl_context* (a polyproc extension: a client-side ``ssl.SSLContext``) runs TLS
+    first; *server_hostname* is the name to check the server's certificate against
+    (default: the host of *address*).
+
     Raises:
+        ssl.SSLError: the TLS handshake failed.
         OSError: nothing listens there.
         AuthenticationError: the keys differ or the listener misbehaved.
     """
@@ -193,6 +210,13 @@ def Client(
         sock.close()
         raise
     conn = Connection(sock.detach())
+    if ssl_context is not None:
+        from ._tls import secure  # only TLS users pay for importing ssl
+
+        if server_hostname is None and isinstance(address, tuple):
+            server_hostname = address[0]
+        conn = secure(conn, ssl_context, server_side=False, server_hostname=server_hostname,
+                      timeout=handshake_timeout)
     if authkey is not None:
         try:
             authenticate_connecting(conn, authkey, handshake_timeout)

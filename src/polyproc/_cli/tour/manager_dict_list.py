@@ -2,11 +2,12 @@
 parent sees the changes through its proxies."""
 
 import sys
+from typing import Any
 
 import polyproc as multiprocessing
 
 
-def f(d, l):  # noqa: E741 - the article's names
+def f(d: Any, l: Any) -> None:  # noqa: E741 - the article's names
     d[1] = "1"
     d["2"] = 2
     d[0.25] = None
