@@ -109,6 +109,8 @@ class BaseManager:
         self._server_ssl_context = server_ssl_context
         if ssl_context is not None and address is not None:
             tls_contexts[address] = ssl_context
+        if address is not None:
+            _protocol.codecs[address] = check_serializer(serializer)
         self._process: Any = None
 
     @property
@@ -172,6 +174,7 @@ class BaseManager:
         finally:
             reader.close()
         known_authkeys[self._address] = self._authkey
+        _protocol.codecs[self._address] = check_serializer(self._serializer)
         if self._ssl_context is not None:
             tls_contexts[self._address] = self._ssl_context
         self._state.value = State.STARTED
@@ -303,8 +306,9 @@ def _finalize_manager(
         try:
             conn = _protocol.connect(address, authkey)
             try:
-                conn.send((SHUTDOWN, None, None, (), {}))
-                conn.recv()
+                codec = _protocol.codecs.get(address, _protocol.PickleCodec)
+                _protocol.send(conn, codec, (SHUTDOWN, None, None, (), {}))
+                _protocol.receive(conn, codec)
             finally:
                 conn.close()
         except Exception:

@@ -23,6 +23,7 @@ import os
 import threading
 
 from .._process._state import runtime
+from .._wire import _pickling
 from .._wire._connection import Connection
 from .._wire._listener import Client
 from .._wire._pickling import register_reducer
@@ -45,15 +46,71 @@ class ManagerGoneError(ProcessError, ConnectionError):
     """The manager's server process cannot be reached (it exited, or was killed)."""
 
 
-def check_serializer(serializer: str) -> None:
-    """Accept the serializers multiprocessing names; polyproc speaks pickle on the wire
-    for both (client and server are both polyproc, so the choice is not visible).
+class PickleCodec:
+    """Messages as pickles (the default serializer)."""
+
+    name = "pickle"
+
+    @staticmethod
+    def dumps(message: Any) -> bytes:
+        """Encode *message*."""
+        return _pickling.dumps(message, context="a manager message")
+
+    @staticmethod
+    def loads(data: bytes | bytearray | memoryview) -> Any:
+        """Decode *data*."""
+        return _pickling.loads(data)
+
+
+class XmlRpcCodec:
+    """Messages as XML-RPC (``serializer='xmlrpclib'``): data only, so a peer cannot make
+    the other unpickle anything but the packed exceptions it reports; tuples arrive as
+    lists and only plain data types travel."""
+
+    name = "xmlrpclib"
+
+    @staticmethod
+    def dumps(message: Any) -> bytes:
+        """Encode *message*."""
+        import xmlrpc.client
+
+        return xmlrpc.client.dumps((message,), methodresponse=True, allow_none=True).encode()
+
+    @staticmethod
+    def loads(data: bytes | bytearray | memoryview) -> Any:
+        """Decode *data*."""
+        import xmlrpc.client
+
+        return xmlrpc.client.loads(bytes(data).decode(), use_builtin_types=True)[0][0]
+
+
+_CODECS: dict[str, Any] = {"pickle": PickleCodec, "xmlrpclib": XmlRpcCodec}
+#: address -> codec of the managers this process knows.
+codecs: dict[Any, Any] = {}
+
+
+def check_serializer(serializer: str) -> Any:
+    """The codec of *serializer* (``'pickle'`` or ``'xmlrpclib'``).
 
     Raises:
         ValueError: an unknown serializer.
     """
-    if serializer not in ("pickle", "xmlrpclib"):
-        raise ValueError(f"unknown serializer {serializer!r}: 'pickle' or 'xmlrpclib'")
+    try:
+        return _CODECS[serializer]
+    except KeyError:
+        raise ValueError(
+            f"unknown serializer {serializer!r}: 'pickle' or 'xmlrpclib'"
+        ) from None
+
+
+def send(conn: Connection, codec: Any, message: Any) -> None:
+    """Send *message* on *conn* encoded by *codec*."""
+    conn.send_bytes(codec.dumps(message))
+
+
+def receive(conn: Connection, codec: Any) -> Any:
+    """Receive one message from *conn*, of at most MAX_MESSAGE_BYTES."""
+    return codec.loads(conn.recv_bytes(MAX_MESSAGE_BYTES))
 
 
 def _rebuild_as_list(view: Any) -> Any:
@@ -108,9 +165,10 @@ def connect(address: Any, authkey: bytes) -> Connection:
         conn = Client(address, authkey=authkey, ssl_context=tls_contexts.get(address))
     except (ConnectionError, FileNotFoundError) as exc:
         raise ManagerGoneError(f"no manager answers at {address!r}: {exc}") from exc
+    codec = codecs.get(address, PickleCodec)
     try:
-        conn.send((HELLO, client_id()))
-        status, value = conn.recv()
+        send(conn, codec, (HELLO, client_id()))
+        status, value = receive(conn, codec)
     except (EOFError, OSError) as exc:
         conn.close()
         raise ManagerGoneError(f"the manager at {address!r} hung up: {exc}") from exc
@@ -139,9 +197,10 @@ def call(address: Any, authkey: bytes, request: tuple[Any, ...]) -> tuple[str, A
                 else:
                     _anchors[key] = anchor
         conn = connect(address, authkey)
+    codec = codecs.get(address, PickleCodec)
     try:
-        conn.send(request)
-        reply: tuple[str, Any] = conn.recv()
+        send(conn, codec, request)
+        reply: tuple[str, Any] = receive(conn, codec)
     except (EOFError, OSError) as exc:
         conn.close()
         raise ManagerGoneError(

@@ -22,7 +22,6 @@ import itertools
 import socket
 import threading
 
-from .._wire import _pickling
 from .._wire._auth import HANDSHAKE_TIMEOUT_S, authenticate_accepted
 from .._wire._listener import Listener
 from .._wire._remote_error import pack_exception
@@ -45,6 +44,8 @@ from ._protocol import (
     RETURN,
     SHUTDOWN,
     check_serializer,
+    receive,
+    send,
 )
 
 TYPE_CHECKING = False
@@ -88,7 +89,7 @@ class Server:
         max_connections: int = MAX_CONNECTIONS,
         ssl_context: Any = None,
     ) -> None:
-        check_serializer(serializer)
+        self.codec = check_serializer(serializer)
         if not isinstance(authkey, bytes):
             raise TypeError(f"authkey should be a byte string, not {type(authkey).__name__}")
         self.registry = registry
@@ -160,18 +161,19 @@ class Server:
                     conn = secure(conn, self.ssl_context, server_side=True,
                                   timeout=HANDSHAKE_TIMEOUT_S)
                 authenticate_accepted(conn, self.authkey, HANDSHAKE_TIMEOUT_S)
-                request = _pickling.loads(conn.recv_bytes(MAX_MESSAGE_BYTES))
+                request = receive(conn, self.codec)
             except (AuthenticationError, EOFError, OSError):
                 return
             except Exception:
                 return  # garbage where the greeting should be (or a failed TLS handshake)
-            if not (isinstance(request, tuple) and len(request) == 2 and request[0] == HELLO):
+            if not (isinstance(request, tuple | list) and len(request) == 2
+                    and request[0] == HELLO):
                 return
             client_key = str(request[1])
             with self._lock:
                 client = self._clients.setdefault(client_key, _Client())
                 client.connections += 1
-            conn.send((RETURN, None))
+            send(conn, self.codec, (RETURN, None))
             self._serve_requests(conn, client)
         finally:
             conn.close()
@@ -192,18 +194,19 @@ class Server:
             except (EOFError, OSError):
                 return
             try:
-                request = _pickling.loads(data)
+                request = self.codec.loads(data)
                 op, object_id, name, args, kwds = request
                 reply = self._handle(client, op, object_id, name, args, kwds)
             except BaseException as exc:  # a bad request, or the method raised
                 reply = (ERROR, pack_exception(exc, "the manager's server", _EXCEPTION_LIMIT))
             del data
             try:
-                conn.send(reply)
+                send(conn, self.codec, reply)
             except (EOFError, OSError):
                 return
             except Exception as exc:  # the result cannot be pickled
-                conn.send((ERROR, pack_exception(exc, "the manager's server", _EXCEPTION_LIMIT)))
+                send(conn, self.codec,
+                     (ERROR, pack_exception(exc, "the manager's server", _EXCEPTION_LIMIT)))
             if reply[0] == RETURN and op == SHUTDOWN:
                 self.stop_event.set()
                 return
