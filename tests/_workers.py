@@ -418,3 +418,22 @@ def set_item(args: tuple[Any, Any]) -> int:
     d, key = args
     d[key] = key
     return os.getpid()
+
+
+# -- polyproc map --------------------------------------------------------------------------
+
+
+def shout_or_die(line: str) -> str:
+    """The line in capitals; "kill" kills the worker, "block" never returns, "fail" raises."""
+    if line == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if line == "block":
+        threading.Event().wait()
+    if line == "fail":
+        raise ValueError("asked to fail")
+    return line.upper()
+
+
+def add_fields(record: dict[str, int]) -> int:
+    """``record["a"] + record["b"]`` (for JSON-lines input)."""
+    return record["a"] + record["b"]

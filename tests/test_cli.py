@@ -52,3 +52,5 @@ def test_demo_runs_the_seed_tour(method):
     assert "sum of squares: 2664667000 (expected 2664667000 )" in out  # progress example
     assert "2000 tasks done, 0 failed" in out
     assert "2000/2000" in result.stderr  # the progress bar drew its last state
+    assert "the map job behaved as expected" in out  # polyproc map, the main job
+    assert "20000 items, 4 failed" in result.stderr

@@ -8,6 +8,7 @@ import sys
 
 import polyproc
 
+from ._map import add_map_command
 from .tour import EXAMPLES
 
 TYPE_CHECKING = False
@@ -31,7 +32,48 @@ def _demo(args: argparse.Namespace) -> int:
                 print(f"!!! example {module} failed with exit code {result.returncode}")
     print(f"\n{len(EXAMPLES) * len(methods) - failures} of {len(EXAMPLES) * len(methods)} "
           "tour runs succeeded")
-    return 1 if failures else 0
+    job_ok = _demo_map_job(args.timeout)
+    return 1 if failures or not job_ok else 0
+
+
+_DEMO_LINES = 20_000
+_DEMO_BROKEN_EVERY = 5_000
+
+
+def _demo_map_job(timeout: float) -> bool:
+    """The main job: ``polyproc map`` parsing a generated access log, with its progress
+    bar; the malformed lines come back as error records (and exit status 1)."""
+    import json
+    import tempfile
+
+    from .examples import make_access_log
+
+    print(f"\n=== The main job: polyproc map over a {_DEMO_LINES:,}-line access log", flush=True)
+    with tempfile.TemporaryDirectory(prefix="polyproc-demo-") as folder:
+        log, out = f"{folder}/access.log", f"{folder}/parsed.jsonl"
+        make_access_log(log, _DEMO_LINES, broken_every=_DEMO_BROKEN_EVERY)
+        command = ["polyproc", "map", "polyproc._cli.examples:parse_access_log", log,
+                   "-o", out, "--progress"]
+        print("$", " ".join(command).replace(folder, "$TMP"), flush=True)
+        result = subprocess.run([sys.executable, "-m", "polyproc", *command[1:]],
+                                timeout=timeout, check=False)
+        with open(out, encoding="utf-8") as parsed:
+            records = [json.loads(line) for line in parsed]
+    errors = [r for r in records if "error" in r]
+    statuses: dict[int, int] = {}
+    for record in records:
+        if "result" in record:
+            status = record["result"]["status"]
+            statuses[status] = statuses.get(status, 0) + 1
+    print(f"{len(records):,} records; HTTP statuses: "
+          + ", ".join(f"{code}: {count:,}" for code, count in sorted(statuses.items())))
+    for record in errors:
+        print(f"  error record: line {record['index']}: {record['error']}")
+    expected_errors = _DEMO_LINES // _DEMO_BROKEN_EVERY
+    ok = len(records) == _DEMO_LINES and len(errors) == expected_errors and result.returncode == 1
+    print("the map job " + ("behaved as expected: every line answered, the malformed ones as "
+                            "error records, exit status 1" if ok else "FAILED"))
+    return ok
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -57,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     info = sub.add_parser("info", help="start methods and CPU count of this machine")
     info.set_defaults(func=_info)
+    add_map_command(sub)
     return parser
 
 

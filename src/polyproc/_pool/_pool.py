@@ -554,6 +554,9 @@ class _ImapSource:
             else:
                 done, exc = value
                 items = min(first + chunksize, length) - first
+                if isinstance(exc, WorkerLostError | TimeoutError):
+                    # Which input it was, for imap_unordered callers (the pool's own errors).
+                    exc.task_item = offset + first  # type: ignore[union-attr]
                 if tracker is not None:
                     tracker.done(items)
                 results._put(offset + first, done, exc, items)
