@@ -437,3 +437,33 @@ def shout_or_die(line: str) -> str:
 def add_fields(record: dict[str, int]) -> int:
     """``record["a"] + record["b"]`` (for JSON-lines input)."""
     return record["a"] + record["b"]
+
+
+# -- the Dask engine -----------------------------------------------------------------------
+
+
+def kill_this_process(x: Any) -> None:
+    """Die at once, as the OOM killer would kill a worker (SIGKILL)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_once_then_square(marker: str, x: int) -> int:
+    """Kill this process the first time (the *marker* file does not exist yet); after
+    that, return x * x."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return x * x
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return -1
+
+
+def busy_for(seconds: float) -> float:
+    """Spin on the CPU for *seconds* (a task that takes a while), then return it."""
+    import time
+
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        pass
+    return seconds

@@ -8,6 +8,7 @@ lambdas; see ``polyproc._pool._pool`` for the full list of what it adds.
 from __future__ import annotations
 
 from . import context as _context
+from ._backends import _dask  # noqa: F401 - registers the Dask engine (Dask itself loads lazily)
 from ._pool import _pool
 from ._pool._executor import PoolExecutor
 from ._pool._pool import Pool

@@ -18,7 +18,7 @@ __all__ = [
 EXPECTED_FILE = Path(__file__).resolve().parent / "quick_expected.txt"
 
 #: Classes the quick subset is drawn from: the process life cycle and the connection layer,
-#: which everything else is built on, then shared state and the pool.
+#: which everything else is built on, then shared state, the pool and managers.
 QUICK_CLASSES: tuple[str, ...] = (
     "WithProcessesTestProcess",
     "WithProcessesTestConnection",
@@ -35,6 +35,11 @@ QUICK_CLASSES: tuple[str, ...] = (
     "TestSimpleQueue",
     "WithProcessesTestSharedMemory",
     "WithProcessesTestPool",
+    "WithManagerTestContainers",
+    "WithManagerTestQueue",
+    "WithManagerTestLock",
+    "WithManagerTestRemoteManager",
+    "TestSyncManagerTypes",
 )
 
 #: Tests kept out of the quick subset whatever a regeneration run says, with the reason.

@@ -30,7 +30,8 @@ class PoolExecutor(concurrent.futures.Executor):
 
     *mp_context* picks the start method; *initializer*, *initargs* and
     *max_tasks_per_child* are those of ``ProcessPoolExecutor``; *task_timeout* (seconds
-    per call) is polyproc's.
+    per call) and *cluster* (a Dask scheduler's address: run on that cluster) are
+    polyproc's.
     """
 
     def __init__(
@@ -42,10 +43,11 @@ class PoolExecutor(concurrent.futures.Executor):
         *,
         max_tasks_per_child: int | None = None,
         task_timeout: float | None = None,
+        cluster: Any = None,
     ) -> None:
         self._pool = Pool(
             max_workers, initializer, initargs, max_tasks_per_child, mp_context,
-            task_timeout=task_timeout,
+            task_timeout=task_timeout, cluster=cluster,
         )
         # One task queued behind the running one, as concurrent.futures keeps: the rest stay
         # pending, so cancel() and shutdown(cancel_futures=True) can still reach them.

@@ -26,6 +26,7 @@ from .._process._state import runtime
 from .._wire import _pickling
 from ..exceptions import TimeoutError, WorkerLostError
 from ._engine import RUN, Batch, PoolEngine
+from ._engines import cluster_engine
 from ._progress import ProgressTracker
 from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
 from ._stats import PoolStatistics
@@ -84,7 +85,11 @@ class Pool:
     * *max_worker_memory*: bytes of resident memory after which a worker is replaced
       once its current task is done;
     * *forward_logs*: records logged in the workers (at the parent's root logger level and
-      above) are handed to the parent's handlers.
+      above) are handed to the parent's handlers;
+    * *cluster*: the address of a Dask scheduler (``"tcp://host:8786"``) or a
+      ``distributed.Client``: the pool's tasks run on that cluster instead of local
+      workers (``pip install 'polyproc[dask]'``); see ``polyproc._backends._dask`` for
+      where the semantics differ.
 
     Raises:
         ValueError: *processes* < 1, a non-positive *task_timeout* or
@@ -105,10 +110,11 @@ class Pool:
         retry_on: tuple[type[BaseException], ...] = (WorkerLostError, TimeoutError),
         max_worker_memory: int | None = None,
         forward_logs: bool = False,
+        cluster: Any = None,
     ) -> None:
-        if processes is None:
+        if processes is None and cluster is None:
             processes = os.cpu_count() or 1
-        if processes < 1:
+        if processes is not None and processes < 1:
             raise ValueError("Number of processes must be at least 1")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
@@ -134,11 +140,21 @@ class Pool:
             log_level = logging.getLogger().getEffectiveLevel()
         self._task_timeout = _check_timeout(task_timeout)
         options = WorkerOptions(maxtasksperchild, max_worker_memory, log_level, OUT_OF_BAND_BYTES)
-        self._engine = self._make_engine(
-            context, processes, initializer, tuple(initargs), maxtasksperchild, options,
-            retries, retry_on,
-        )
-        self._processes = processes
+        if cluster is not None:
+            if maxtasksperchild is not None or max_worker_memory is not None:
+                raise ValueError(
+                    "maxtasksperchild and max_worker_memory apply to local workers, not to "
+                    "a cluster's (Dask manages its workers' memory itself)"
+                )
+            self._engine = cluster_engine("dask")(
+                cluster, processes, initializer, tuple(initargs), options, retries, retry_on
+            )
+        else:
+            self._engine = self._make_engine(
+                context, processes, initializer, tuple(initargs), maxtasksperchild, options,
+                retries, retry_on,
+            )
+        self._processes = self._engine.size
 
     def _make_engine(self, *args: Any) -> Any:
         return PoolEngine(*args)

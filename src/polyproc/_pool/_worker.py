@@ -309,3 +309,30 @@ def _send_report(channel: _Channel, busy: float, outbox: list[list[Any]], where:
                 outcome = (batch_id, outcome[1], 1, False, [], pack_exception(exc, where))
             checked.append(outcome)
     channel.send((REPORT, busy, checked))
+
+
+def run_batch(
+    kind: int, func: Any, items: Any, start: int, stop: int, chunksize: int, where: str
+) -> list[tuple[Any, ...]]:
+    """Run the tasks of ``items[start:stop]`` here and now, and return their outcomes as
+    ``(first_item, tasks, ok, values, packed_exception)`` (for engines other than the
+    worker loop above, which reports as it goes)."""
+    outcomes: list[tuple[Any, ...]] = []
+    for first in range(start, stop, chunksize):
+        end = min(first + chunksize, stop)
+        values: list[Any] = []
+        try:
+            if kind == MAP:
+                for item in items[first:end]:
+                    values.append(func(item))
+            elif kind == STARMAP:
+                for args in items[first:end]:
+                    values.append(func(*args))
+            else:
+                args, kwargs = items
+                values.append(func(*args, **kwargs))
+        except BaseException as exc:
+            outcomes.append((first, 1, False, values, pack_exception(exc, where)))
+        else:
+            outcomes.append((first, 1, True, values, None))
+    return outcomes

@@ -1,0 +1,355 @@
+"""The Dask engine: a Pool whose batches run as tasks on a Dask ``distributed`` cluster.
+
+``Pool(cluster="tcp://scheduler:8786")`` (or a ``distributed.Client``) gives the same Pool
+API; only the engine differs. Each batch (already pickled by the Pool, so Dask treats it as
+one opaque payload and never walks its items) becomes one Dask task running
+``_pool._worker.run_batch`` on a worker; the outcomes come back through the future and are
+delivered by a thread of this engine, never on Dask's event loop.
+
+Where the semantics differ from local workers (documented in the README):
+
+* a worker process lost mid-task: Dask reschedules the task on another worker; when the
+  scheduler gives up (``KilledWorker``) the task fails with :class:`WorkerLostError`;
+* ``task_timeout``: past its deadline (counted from submission) the task fails with
+  ``TimeoutError`` and its future is cancelled, but Dask cannot interrupt a running task:
+  that worker thread finishes it in the background;
+* ``maxtasksperchild`` and ``max_worker_memory`` are local-worker notions (Dask has its
+  own memory limits) and are refused; ``forward_logs`` uses Dask's log forwarding;
+* ``imap`` keeps at most two batches per worker thread in flight, pulling the input as
+  they complete: a huge generator is never materialised.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import queue
+import threading
+import time
+
+from .._pool._engines import register_cluster_engine
+from .._pool._stats import PoolStatistics
+from .._pool._worker import run_batch
+from .._wire import _pickling
+from .._wire._remote_error import unpack_exception
+from ..exceptions import ProcessError, TimeoutError, WorkerLostError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .._pool._engine import Batch, Source
+
+__all__ = ["DaskEngine"]
+
+RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+#: A batch should take at least this long on a worker, to pay for Dask's ~ms per task.
+_TARGET_BATCH_SECONDS = 0.05
+_MAX_TASKS_PER_BATCH = 1024
+_CONNECT_TIMEOUT_S = 10
+
+
+def _run_remotely(
+    data: bytes, buffers: list[bytes], start: int, stop: int, chunksize: int
+) -> tuple[float, list[tuple[Any, ...]]]:
+    """What a Dask worker runs for one batch: its outcomes, and how long they took."""
+    import os
+
+    began = time.perf_counter()
+    kind, func, items = _pickling.loads(data, buffers)
+    outcomes = run_batch(kind, func, items, start, stop, chunksize,
+                         f"dask worker (pid {os.getpid()})")
+    return time.perf_counter() - began, outcomes
+
+
+class _Initializer:
+    """A Dask worker plugin running the Pool's initializer on every worker, new ones too."""
+
+    def __init__(self, initializer: Any, initargs: tuple[Any, ...]) -> None:
+        self.initializer = initializer
+        self.initargs = initargs
+        self.name = f"polyproc-initializer-{id(self):x}"
+
+    def setup(self, worker: Any) -> None:
+        self.initializer(*self.initargs)
+
+
+class DaskEngine:
+    """Batches of a Pool as tasks on a Dask cluster; the same surface as PoolEngine."""
+
+    def __init__(
+        self,
+        cluster: Any,
+        processes: int | None,
+        initializer: Any,
+        initargs: tuple[Any, ...],
+        options: Any,
+        retries: int,
+        retry_on: tuple[type[BaseException], ...],
+    ) -> None:
+        try:
+            import distributed as _distributed
+        except ImportError:
+            raise ImportError(
+                "Pool(cluster=...) runs on Dask, which is not installed: "
+                "pip install 'polyproc[dask]'"
+            ) from None
+        distributed: Any = _distributed  # typed loosely: Dask is an optional dependency
+        self._client: Any
+        if isinstance(cluster, distributed.Client):
+            self._client, self._own_client = cluster, False
+        else:
+            self._client = distributed.Client(cluster, set_as_default=False,
+                                              timeout=_CONNECT_TIMEOUT_S)
+            self._own_client = True
+        threads = sum(w["nthreads"] for w in self._client.scheduler_info()["workers"].values())
+        self._size = processes or max(1, threads)
+        if options is not None and options.log_level is not None:
+            self._client.forward_logging(level=options.log_level)
+        if initializer is not None:
+            self._client.register_plugin(_Initializer(initializer, tuple(initargs)))
+        self._retries = retries
+        self._retry_on = retry_on
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._state = RUN
+        self._in_flight: dict[Any, Batch] = {}
+        self._sources: collections.deque[Source] = collections.deque()
+        self._task_seconds: float | None = None
+        self._done = 0
+        self._failed = 0
+        self._keys = itertools.count()
+        self.prefetch_depth = 2  # in-flight batches per worker thread, for imap
+        self._deadlines = threading.Condition(self._lock)
+        self._timeouts: dict[Any, BaseException] = {}  # future -> why the engine cancelled it
+        self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._deliverer = threading.Thread(target=self._deliver_forever,
+                                           name="polyproc-dask-deliver", daemon=True)
+        self._deliverer.start()
+        self._watchdog = threading.Thread(target=self._watch_deadlines,
+                                          name="polyproc-dask-deadlines", daemon=True)
+        self._watchdog.start()
+
+    # -- the engine surface ------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """The worker threads the pool counts on (the cluster's, unless given)."""
+        return self._size
+
+    def check_running(self) -> None:
+        """Raise ValueError unless the pool accepts work."""
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    def submit(self, batch: Batch) -> None:
+        """Run *batch* on the cluster."""
+        with self._lock:
+            self.check_running()
+            self._launch(batch)
+
+    def add_source(self, source: Source) -> None:
+        """Pull batches from *source* as in-flight ones complete."""
+        with self._lock:
+            self.check_running()
+            self._sources.append(source)
+        self._refill()
+
+    def close(self) -> None:
+        """Accept no more work."""
+        with self._lock:
+            if self._state == RUN:
+                self._state = CLOSE
+            self._idle.notify_all()
+
+    def terminate(self) -> None:
+        """Cancel what runs, fail what has not completed, disconnect."""
+        with self._lock:
+            self._state = TERMINATE
+            self._deadlines.notify_all()
+            in_flight = list(self._in_flight.items())
+            self._in_flight.clear()
+            sources, self._sources = list(self._sources), collections.deque()
+            self._idle.notify_all()
+        error = ProcessError("the pool was terminated before this task completed")
+        for future, batch in in_flight:
+            future.cancel()
+            _fail_batch(batch, error)
+        for source in sources:
+            source.fail(error)
+        self._finished.put(None)
+        if self._own_client:
+            self._client.close()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until everything submitted has completed (after close or terminate).
+
+        Raises:
+            ValueError: the pool is still running.
+        """
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._in_flight or self._sources:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return
+                self._idle.wait(remaining)
+        if self._state == CLOSE:
+            self._finished.put(None)
+            self._deliverer.join(timeout)
+            if self._own_client:
+                self._client.close()
+
+    def statistics(self) -> PoolStatistics:
+        """Calls done and failed, and what is queued (Dask keeps its own worker records)."""
+        with self._lock:
+            queued = sum(b.stop - b.start for b in self._in_flight.values())
+        workers = len(self._client.scheduler_info().get("workers", {}))
+        return PoolStatistics(workers=workers, tasks_done=self._done,
+                              tasks_failed=self._failed, tasks_queued=queued, restarts=0)
+
+    # -- running batches -----------------------------------------------------------------
+    def _launch(self, batch: Batch) -> None:
+        """Submit *batch* (under the lock), unless it was cancelled (an executor's future)."""
+        if batch.on_start is not None and not batch.on_start():
+            return
+        buffers = [bytes(b) for b in batch.buffers]
+        future: Any = self._client.submit(
+            _run_remotely, batch.data, buffers, batch.start, batch.stop, batch.chunksize,
+            key=f"polyproc-batch-{next(self._keys)}-{id(self):x}", pure=False,
+        )
+        if batch.timeout is not None:
+            batch.deadline = time.monotonic() + batch.timeout
+            self._deadlines.notify_all()
+        self._in_flight[future] = batch
+        future.add_done_callback(self._finished.put)
+
+    def _refill(self) -> None:
+        """Pull batches from the sources while fewer than the window are in flight."""
+        window = self._size * self.prefetch_depth
+        with self._lock:
+            while self._sources and self._state != TERMINATE and len(self._in_flight) < window:
+                source = self._sources[0]
+                try:
+                    batch = source.next_batch(self._max_tasks())
+                except BaseException as exc:  # the caller's iterable raised
+                    self._sources.popleft()
+                    source.fail(exc)
+                    continue
+                if batch is None:
+                    self._sources.popleft()
+                    continue
+                self._launch(batch)
+            self._idle.notify_all()
+
+    def _max_tasks(self) -> int:
+        estimate = self._task_seconds
+        if estimate is None:
+            return 1
+        return max(1, min(_MAX_TASKS_PER_BATCH, int(_TARGET_BATCH_SECONDS / max(estimate, 1e-7))))
+
+    def _deliver_forever(self) -> None:
+        while True:
+            future = self._finished.get()
+            if future is None:
+                return
+            with self._lock:
+                batch = self._in_flight.get(future)
+            if batch is not None:
+                self._settle(future, batch)
+            with self._lock:  # only now: join() returns once results are delivered
+                self._in_flight.pop(future, None)
+                self._timeouts.pop(future, None)
+                self._idle.notify_all()
+            self._refill()
+            del future, batch
+
+    def _settle(self, future: Any, batch: Batch) -> None:
+        error: BaseException | None = None
+        if future.status == "finished":
+            try:
+                seconds, outcomes = future.result()
+            except Exception as exc:  # cancelled in the meantime (terminate)
+                error = exc
+            else:
+                self._deliver_outcomes(batch, seconds, outcomes)
+                return
+        if future.status == "cancelled" or error is not None:
+            error = self._timeouts.get(future) or ProcessError(
+                "the task was cancelled on the cluster"
+            )
+        else:
+            error = self._cluster_error(batch, future.exception())
+        for first in range(batch.start, batch.stop, batch.chunksize):
+            self._fail_task(batch, first, [], error)
+
+    def _deliver_outcomes(
+        self, batch: Batch, seconds: float, outcomes: list[tuple[Any, ...]]
+    ) -> None:
+        tasks = sum(o[1] for o in outcomes) or 1
+        sample = seconds / tasks
+        previous = self._task_seconds
+        self._task_seconds = sample if previous is None else 0.7 * previous + 0.3 * sample
+        for first, _tasks, ok, values, packed in outcomes:
+            self._done += len(values)
+            if ok:
+                batch.deliver(first, True, values)
+            else:
+                self._fail_task(batch, first, values, unpack_exception(packed))
+
+    def _cluster_error(self, batch: Batch, exc: BaseException) -> BaseException:
+        if type(exc).__name__ == "KilledWorker":
+            lost = WorkerLostError(
+                f"{batch.describe(batch.start, batch.stop - 1)} was lost: the Dask workers "
+                f"running it died each time it was tried ({exc})"
+            )
+            lost.__cause__ = exc
+            return lost
+        return exc
+
+    def _fail_task(self, batch: Batch, first: int, values: list[Any], error: BaseException) -> None:
+        attempts = batch.attempts.get(first, 0)
+        if attempts < self._retries and isinstance(error, self._retry_on):
+            batch.attempts[first] = attempts + 1
+            with self._lock:
+                if self._state != TERMINATE:
+                    self._launch(batch.view(first, min(first + batch.chunksize, batch.stop)))
+                    return
+        self._failed += 1
+        batch.deliver(first, False, (values, error))
+
+    def _watch_deadlines(self) -> None:
+        with self._deadlines:
+            while self._state != TERMINATE:
+                now = time.monotonic()
+                nearest = None
+                for future, batch in self._in_flight.items():
+                    if batch.deadline is None:
+                        continue
+                    if now >= batch.deadline:
+                        batch.deadline = None
+                        self._timeouts[future] = TimeoutError(
+                            f"{batch.describe(batch.start, batch.stop - 1)} did not finish "
+                            f"within its task_timeout of {batch.timeout:g} s; its Dask task "
+                            f"was cancelled (Dask cannot interrupt a running task: the worker "
+                            f"finishes it in the background)"
+                        )
+                        future.cancel()
+                    elif nearest is None or batch.deadline < nearest:
+                        nearest = batch.deadline
+                self._deadlines.wait(None if nearest is None else nearest - now)
+
+
+def _fail_batch(batch: Batch, error: BaseException) -> None:
+    for first in range(batch.start + batch.reported * batch.chunksize, batch.stop, batch.chunksize):
+        batch.deliver(first, False, ([], error))
+
+
+def _make_engine(cluster: Any, processes: int | None, initializer: Any,
+                 initargs: tuple[Any, ...], options: Any, retries: int,
+                 retry_on: tuple[type[BaseException], ...]) -> DaskEngine:
+    return DaskEngine(cluster, processes, initializer, initargs, options, retries, retry_on)
+
+
+register_cluster_engine("dask", _make_engine)
