@@ -201,3 +201,25 @@ def test_unpicklable_result_in_a_stream_of_tiny_tasks(ctx):
     assert sorted(o for o in outcomes if not isinstance(o, SerializationError)) == [
         x for x in range(500) if x != 123
     ]
+
+
+def test_imap_does_not_read_ahead_of_a_slow_reader(ctx):
+    """Results the caller has not read yet hold the input back: the gap between items
+    read from the input and results taken stays bounded (the parent's memory with it)."""
+    from polyproc.pool import IMapIterator
+
+    read = 0
+
+    def numbers():
+        nonlocal read
+        for n in range(200_000):
+            read += 1
+            yield n
+
+    widest = 0
+    with ctx.Pool(2) as p:
+        for taken, value in enumerate(p.imap(_workers.square, numbers()), start=1):
+            assert value == (taken - 1) ** 2
+            widest = max(widest, read - taken)
+            sum(range(600))  # a reader slower than the workers
+    assert widest < IMapIterator.UNREAD_HIGH + 20_000

@@ -27,6 +27,7 @@ import queue
 import threading
 import time
 
+from .._pool._engine import WAIT
 from .._pool._engines import register_cluster_engine
 from .._pool._stats import PoolStatistics
 from .._pool._worker import run_batch
@@ -149,6 +150,7 @@ class DaskEngine:
 
     def add_source(self, source: Source) -> None:
         """Pull batches from *source* as in-flight ones complete."""
+        source.resume = self._refill
         with self._lock:
             self.check_running()
             self._sources.append(source)
@@ -240,6 +242,8 @@ class DaskEngine:
                 if batch is None:
                     self._sources.popleft()
                     continue
+                if batch is WAIT:
+                    break  # its results are unread: the reader resumes it
                 self._launch(batch)
             self._idle.notify_all()
 

@@ -68,15 +68,27 @@ if TYPE_CHECKING:
     class Source(Protocol):
         """A lazy stream of batches (imap): pulled only when a worker has room."""
 
-        def next_batch(self, max_tasks: int = 1) -> Batch | None:
-            """The next batch of at most *max_tasks* tasks, or None when exhausted."""
+        resume: Callable[[], None] | None
+
+        def next_batch(self, max_tasks: int = 1) -> Batch | Any | None:
+            """The next batch of at most *max_tasks* tasks, None when exhausted, or WAIT:
+            not now (too many results unread), ``resume()`` will be called."""
 
         def fail(self, error: BaseException) -> None:
             """Fail everything not yet delivered (the input raised, or the pool ended)."""
 
     Deliver = Callable[[int, bool, Any], None]
 
-__all__ = ["Batch", "PoolEngine"]
+__all__ = ["WAIT", "Batch", "PoolEngine"]
+
+#: What a source returns when its caller has too many results unread: the engine pulls
+#: from it again after the source calls its ``resume`` hook.
+class _Wait:
+    def __repr__(self) -> str:
+        return "WAIT"
+
+
+WAIT: Any = _Wait()
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 #: Queued work a worker may hold beyond the task it runs, in estimated seconds.
@@ -302,6 +314,7 @@ class PoolEngine:
 
     def add_source(self, source: Source) -> None:
         """Queue a lazy stream of batches; they are read as workers have room."""
+        source.resume = self._wake  # a paused source (see WAIT) calls it to go on
         with self._lock:
             self.check_running()
             self._sources.append(source)
@@ -485,18 +498,20 @@ class PoolEngine:
                 return batch
 
     def _from_sources(self, max_tasks: int) -> Batch | None:
-        while self._sources:
-            source = self._sources[0]
-            try:
-                batch = source.next_batch(max_tasks)
-            except BaseException as exc:  # the caller's iterable raised
-                self._sources.popleft()
-                source.fail(exc)
-                continue
-            if batch is None:
-                self._sources.popleft()
-                continue
-            return batch
+        for source in list(self._sources):
+            while True:
+                try:
+                    batch = source.next_batch(max_tasks)
+                except BaseException as exc:  # the caller's iterable raised
+                    self._sources.remove(source)
+                    source.fail(exc)
+                    break
+                if batch is None:
+                    self._sources.remove(source)
+                    break
+                if batch is WAIT:
+                    break  # its caller has results to read first; it wakes us then
+                return batch
         return None
 
     def _assign(self, worker: _Worker, batch: Batch) -> None:

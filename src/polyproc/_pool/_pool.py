@@ -25,7 +25,7 @@ import warnings
 from .._process._state import runtime
 from .._wire import _pickling
 from ..exceptions import TimeoutError, WorkerLostError
-from ._engine import RUN, Batch, PoolEngine
+from ._engine import RUN, WAIT, Batch, PoolEngine
 from ._engines import cluster_engine
 from ._progress import ProgressTracker
 from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
@@ -503,9 +503,20 @@ class _ImapSource:
         self._position = 0
         self._ready: list[Batch] = []  # batches split off a group that failed to pickle
 
-    def next_batch(self, max_tasks: int = 1) -> Batch | None:
+    @property
+    def resume(self) -> Callable[[], None] | None:
+        """The engine's hook to call when a paused input may be read again."""
+        return self._results.resume
+
+    @resume.setter
+    def resume(self, hook: Callable[[], None] | None) -> None:
+        self._results.resume = hook
+
+    def next_batch(self, max_tasks: int = 1) -> Any:
         if self._ready:
             return self._ready.pop(0)
+        if self._results._should_pause():
+            return WAIT  # the caller reads results slower than they come: wait for it
         if self._timeout is not None:
             max_tasks = 1  # a deadline applies to one task at a time
         cs = self._chunksize

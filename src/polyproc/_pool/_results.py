@@ -155,19 +155,38 @@ class IMapIterator:
     exception; its later items were never computed, as in multiprocessing.
     """
 
+    #: Results delivered but not yet read beyond which the input stops being read, and
+    #: the level it must fall back to: a slow reader keeps the parent's memory bounded.
+    UNREAD_HIGH = 1 << 16
+    UNREAD_LOW = 1 << 15
+
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._pieces: dict[int, tuple[list[Any], BaseException | None, int]] = {}
         self._position = 0  # items accounted for, in order
         self._current: collections.deque[Any] = collections.deque()
-        self._failure_at_end: BaseException | None = None
         self._total: int | None = None
+        # Results delivered (under the lock) and taken (by the readers, without it: a
+        # reader's fast path pops from _current alone); their difference is what is unread.
+        self._delivered = 0
+        self._taken = 0
+        self._paused = False
+        self.resume: Callable[[], None] | None = None  # the engine's, to read input again
+
+    def _should_pause(self) -> bool:
+        """Whether the input should wait: too many results are unread (the reader calls
+        ``resume`` once it has caught up)."""
+        with self._cond:
+            if self.resume is not None and self._delivered - self._taken >= self.UNREAD_HIGH:
+                self._paused = True
+            return self._paused
 
     def _put(self, first: int, values: list[Any], failure: BaseException | None,
              items: int) -> None:
         """*values* for items ``first...``; then *failure* if given; *items* in all."""
         with self._cond:
             self._pieces[first] = (values, failure, items)
+            self._delivered += len(values) + (failure is not None)
             self._cond.notify_all()
 
     def _set_total(self, items: int) -> None:
@@ -196,6 +215,27 @@ class IMapIterator:
             StopIteration: every result has been returned.
             polyproc.TimeoutError: nothing arrived within *timeout*.
         """
+        try:
+            value = self._current.popleft()  # the fast path: a result is waiting
+        except IndexError:
+            value = self._wait_for_next(timeout)
+        self._taken += 1
+        if self._paused and self._delivered - self._taken <= self.UNREAD_LOW:
+            self._resume_input()
+        if type(value) is _Failure:
+            raise value.error
+        return value
+
+    __next__ = next
+
+    def _resume_input(self) -> None:
+        with self._cond:
+            resume = self.resume if self._paused else None
+            self._paused = False
+        if resume is not None:
+            resume()
+
+    def _wait_for_next(self, timeout: float | None) -> Any:
         deadline = None
         with self._cond:
             while not self._current:
@@ -212,12 +252,7 @@ class IMapIterator:
                     self._cond.wait(remaining)
                 else:
                     self._cond.wait()
-            value = self._current.popleft()
-        if type(value) is _Failure:
-            raise value.error
-        return value
-
-    __next__ = next
+            return self._current.popleft()
 
 
 class IMapUnorderedIterator(IMapIterator):
@@ -228,6 +263,7 @@ class IMapUnorderedIterator(IMapIterator):
         with self._cond:
             self._position += items
             self._current.extend(values)
+            self._delivered += len(values) + (failure is not None)
             if failure is not None:
                 self._current.append(_Failure(failure))
             self._cond.notify_all()

@@ -53,6 +53,11 @@ class ThreadEngine:
         for thread in self._threads:
             thread.start()
 
+    @property
+    def size(self) -> int:
+        """The number of worker threads."""
+        return len(self._threads)
+
     def statistics(self) -> PoolStatistics:
         """Counters of a thread pool (threads are never restarted)."""
         return PoolStatistics(
