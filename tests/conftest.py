@@ -25,3 +25,10 @@ def no_leaked_children() -> Iterator[None]:
         child.kill()
         child.join(SHORT_TIMEOUT)
     assert leftovers == [], f"test left children running: {leftovers}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the Dask tests last: importing Dask's ``distributed`` makes every exception
+    picklable for the rest of the process (it installs tblib's reducers in copyreg), which
+    would change what the tests of unpicklable exceptions see."""
+    items.sort(key=lambda item: item.path.name == "test_dask.py")

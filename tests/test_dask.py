@@ -18,8 +18,6 @@ from polyproc.pool import PoolExecutor
 from tests import _workers
 from tests._support import SHORT_TIMEOUT, wait_until
 
-distributed = pytest.importorskip("distributed")  # a declared test dependency
-
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -27,6 +25,9 @@ pytestmark = pytest.mark.timeout(120)
 def cluster(tmp_path_factory):
     """The scheduler's address; two single-threaded workers (each under a nanny, which
     restarts a worker that dies)."""
+    # Imported here, not at collection: importing it changes how every exception pickles
+    # for the rest of the process (see conftest), and these tests run last.
+    import distributed
     folder = tmp_path_factory.mktemp("dask")
     scheduler_file = folder / "scheduler.json"
     dask = os.path.join(os.path.dirname(sys.executable), "dask")

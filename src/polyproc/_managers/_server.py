@@ -59,6 +59,51 @@ MAX_CONNECTIONS = 512
 _EXCEPTION_LIMIT = 1 << 20
 
 
+#: Containers nested deeper than this in a request are refused: hashing or comparing one
+#: nested a million deep recurses in C without limit and kills the process.
+MAX_NESTING = 200
+_MAX_ITEMS_CHECKED = 10_000
+
+
+def _checked(request: Any) -> tuple[int, str | None, str | None, tuple[Any, ...], dict[str, Any]]:
+    """*request* as ``(op, object_id, name, args, kwds)`` if well formed.
+
+    Raises:
+        ValueError: the shape or types are wrong, or its arguments nest too deep.
+    """
+    if not isinstance(request, tuple | list) or len(request) != 5:
+        raise ValueError(f"a request is (op, object_id, name, args, kwds), not {type(request)}")
+    op, object_id, name, args, kwds = request
+    if type(op) is not int:
+        raise ValueError("a request's op must be an int")
+    if object_id is not None and type(object_id) is not str:
+        raise ValueError("a request's object id must be a str or None")
+    if name is not None and type(name) is not str:
+        raise ValueError("a request's name must be a str or None")
+    if not isinstance(args, tuple | list) or not isinstance(kwds, dict):
+        raise ValueError("a request's args must be a tuple and its kwds a dict")
+    if _too_deep((args, kwds)):
+        raise ValueError(f"a request's arguments nest deeper than {MAX_NESTING} levels")
+    return op, object_id, name, tuple(args), kwds
+
+
+def _too_deep(obj: Any) -> bool:
+    """Whether containers nest deeper than MAX_NESTING in *obj* (looks at a bounded number
+    of items: a flat list of a million numbers costs nothing)."""
+    stack = [(obj, 0)]
+    seen = 0
+    while stack and seen < _MAX_ITEMS_CHECKED:
+        item, depth = stack.pop()
+        seen += 1
+        if depth > MAX_NESTING:
+            return True
+        if type(item) in (tuple, list, set, frozenset):
+            stack.extend((child, depth + 1) for child in itertools.islice(item, 64))
+        elif type(item) is dict:
+            stack.extend((child, depth + 1) for child in itertools.islice(item.items(), 64))
+    return False
+
+
 def public_methods(obj: Any) -> list[str]:
     """The names of *obj*'s callable attributes that do not start with an underscore."""
     return [name for name in dir(obj)
@@ -139,7 +184,12 @@ class Server:
             try:
                 conn = self.listener.accept()
             except OSError:
-                return  # the listener was closed: shutting down
+                if self.listener._socket is None or self.stop_event.is_set():
+                    return  # the listener was closed: shutting down
+                # Out of descriptors (EMFILE), or a peer gone before accept: keep serving.
+                # Back off a little so that a full descriptor table is not a busy loop.
+                self.stop_event.wait(0.05)
+                continue
             with self._lock:
                 full = self._connections >= self.max_connections
                 if not full:
@@ -167,9 +217,9 @@ class Server:
             except Exception:
                 return  # garbage where the greeting should be (or a failed TLS handshake)
             if not (isinstance(request, tuple | list) and len(request) == 2
-                    and request[0] == HELLO):
+                    and request[0] == HELLO and isinstance(request[1], str)):
                 return
-            client_key = str(request[1])
+            client_key = request[1]
             with self._lock:
                 client = self._clients.setdefault(client_key, _Client())
                 client.connections += 1
@@ -195,7 +245,7 @@ class Server:
                 return
             try:
                 request = self.codec.loads(data)
-                op, object_id, name, args, kwds = request
+                op, object_id, name, args, kwds = _checked(request)
                 reply = self._handle(client, op, object_id, name, args, kwds)
             except BaseException as exc:  # a bad request, or the method raised
                 reply = (ERROR, pack_exception(exc, "the manager's server", _EXCEPTION_LIMIT))

@@ -124,6 +124,7 @@ class Batch:
         "encode",
         "id",
         "on_start",
+        "payload",
         "reported",
         "start",
         "stop",
@@ -141,12 +142,15 @@ class Batch:
         chunksize: int | None = None,
         buffers: Sequence[memoryview] = (),
         start: int = 0,
-        encode: Callable[[], tuple[Any, Sequence[memoryview]]] | None = None,
+        encode: Callable[[Any, str], tuple[Any, Sequence[memoryview]]] | None = None,
+        payload: Any = None,
     ) -> None:
         self.id = 0
-        # Pickles the call afresh, for running it again: what a worker unpickled once
-        # (a shared lock's descriptor, say) cannot always be unpickled twice.
+        # encode(payload, context) pickles the call afresh, for running it again: what a
+        # worker unpickled once (a shared lock's descriptor, say) cannot always be
+        # unpickled twice.
         self.encode = encode
+        self.payload = payload
         # The pickled (kind, func, items) for worker processes; the tuple itself for threads.
         self.data = data
         self.buffers = buffers
@@ -173,10 +177,10 @@ class Batch:
         """The same call restricted to items ``start..stop`` (to run again)."""
         data, buffers = self.data, self.buffers
         if self.encode is not None:
-            data, buffers = self.encode()
+            data, buffers = self.encode(self.payload, "running a task again")
         again = Batch(data, self.deliver, self.describe, stop, self.timeout,
                       chunksize=self.chunksize, buffers=buffers, start=start,
-                      encode=self.encode)
+                      encode=self.encode, payload=self.payload)
         again.attempts = self.attempts
         return again
 

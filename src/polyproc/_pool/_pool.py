@@ -17,7 +17,6 @@ What the caller gets beyond the standard library:
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import warnings
@@ -53,6 +52,22 @@ def _describe_call(func: Any, args: tuple[Any, ...]) -> str:
     if len(text) > _MAX_DESCRIBED_ARGS:
         text = text[: _MAX_DESCRIBED_ARGS - 3] + "..."
     return f"task {_name_of(func)}{text}"
+
+
+_NO_KEYWORDS: dict[str, Any] = {}
+
+
+class _CallDescription:
+    """Names one ``apply_async`` call in error messages (made into text only if needed)."""
+
+    __slots__ = ("args", "func")
+
+    def __init__(self, func: Any, args: tuple[Any, ...]) -> None:
+        self.func = func
+        self.args = args
+
+    def __call__(self, first: int, last: int) -> str:
+        return _describe_call(self.func, self.args)
 
 
 def _wrap_large_bytes(values: list[Any] | tuple[Any, ...]) -> list[Any]:
@@ -155,6 +170,7 @@ class Pool:
                 retries, retry_on,
             )
         self._processes = self._engine.size
+        self._encoder = self._encode  # one bound method for every batch to keep
 
     def _make_engine(self, *args: Any) -> Any:
         return PoolEngine(*args)
@@ -218,22 +234,18 @@ class Pool:
     ) -> ApplyResult:
         """apply_async, plus *on_start*: called before the task is sent to a worker; if
         it returns False the task is dropped unsent (a cancelled future)."""
+        # The hot path of many small calls: as few objects per call as it takes (each one
+        # feeds the garbage collector).
         self._engine.check_running()
-        args = tuple(args)
-        kwds = dict(kwds or {})
+        if type(args) is not tuple:
+            args = tuple(args)
+        kwds = dict(kwds) if kwds else _NO_KEYWORDS
         timeout = self._timeout(task_timeout)
         payload = (APPLY, func, (args, kwds))
         data, buffers = self._encode(payload, "Pool.apply_async")
         result = ApplyResult(callback, error_callback)
-
-        def deliver(first: int, success: bool, value: Any) -> None:
-            result._set(True, value[0]) if success else result._set(False, value[1])
-
-        def describe(first: int, last: int) -> str:
-            return _describe_call(func, args)
-
-        batch = Batch(data, deliver, describe, 1, timeout, buffers=buffers,
-                      encode=functools.partial(self._encode, payload, "Pool.apply_async"))
+        batch = Batch(data, result._deliver, _CallDescription(func, args), 1, timeout,
+                      buffers=buffers, encode=self._encoder, payload=payload)
         batch.on_start = on_start
         self._engine.submit(batch)
         return result
@@ -349,7 +361,8 @@ class Pool:
                     len(chunk),
                     None if timeout is None else timeout * len(chunk),
                     buffers=buffers,
-                    encode=functools.partial(self._encode, payload, context),
+                    encode=self._encoder,
+                    payload=payload,
                 )
             )
         return result
@@ -565,7 +578,8 @@ class _ImapSource:
             None if self._timeout is None else self._timeout * len(group),
             chunksize=self._chunksize,
             buffers=buffers,
-            encode=functools.partial(self._encode, payload, "Pool.imap"),
+            encode=self._encode,
+            payload=payload,
         )
 
     def _deliverer(self, offset: int, length: int) -> Callable[[int, bool, Any], None]:

@@ -84,6 +84,13 @@ class ApplyResult:
             return self._value
         raise self._value
 
+    def _deliver(self, first: int, success: bool, value: Any) -> None:
+        """The engine's delivery of the one task: ``[result]``, or ``(_, exception)``."""
+        if success:
+            self._set(True, value[0])
+        else:
+            self._set(False, value[1])
+
     def _set(self, success: bool, value: Any) -> None:
         if self._ready:
             return

@@ -104,11 +104,17 @@ class ForkServerChild:
 
     def close(self) -> None:
         self._conn.close()
-        if self._pidfd is not None:
-            os.close(self._pidfd)
+        pidfd, self._pidfd = self._pidfd, None
+        if pidfd is not None:
+            os.close(pidfd)
         if self._report_fd is not None:
             os.close(self._report_fd)
             self._report_fd = None
+
+    def __del__(self) -> None:
+        # A Process dropped without close(): its descriptors go with it.
+        if getattr(self, "_pidfd", None) is not None or getattr(self, "_report_fd", None):
+            self.close()
 
 
 def _recv_exact(conn: socket.socket, size: int) -> bytes:

@@ -94,10 +94,18 @@ class DirectChild:
         return read_available(self._report_fd) or None if self._report_fd is not None else None
 
     def close(self) -> None:
-        os.close(self.sentinel)
+        sentinel, self.sentinel = self.sentinel, -1
+        if sentinel >= 0:
+            os.close(sentinel)
         if self._report_fd is not None:
             os.close(self._report_fd)
             self._report_fd = None
+
+    def __del__(self) -> None:
+        # A Process dropped without close(): its descriptors go with it (as the stdlib's
+        # Popen finalizer does), or a long-lived parent runs out of them.
+        if getattr(self, "sentinel", -1) >= 0:
+            self.close()
 
 
 class ForkLauncher:
