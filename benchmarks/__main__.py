@@ -109,6 +109,7 @@ def dump(info: _report.RunInfo, results: list[_runner.Result]) -> dict[str, obje
                 "title": r.benchmark.title,
                 "unit": r.benchmark.unit,
                 "higher_is_better": r.benchmark.higher_is_better,
+                "reference": r.benchmark.reference,
                 "series": [
                     {"implementation": s.implementation.label, "status": s.status,
                      "note": s.note, "repeats": s.repeats}

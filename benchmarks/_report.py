@@ -110,6 +110,13 @@ def number(value: float) -> str:
 COLUMNS = ("implementation", "median", "p10", "p90", "samples", "vs stdlib", "ratio range")
 
 
+def columns(result: Result) -> list[str]:
+    """The column titles of one table: the ratio column names a reference other than stdlib."""
+    reference = result.benchmark.reference
+    return [f"vs {reference}" if c == "vs stdlib" and reference != REFERENCE else c
+            for c in COLUMNS]
+
+
 def _row(series: Series, summary: Summary | None) -> list[str]:
     """The cells of one table row."""
     label = series.implementation.label
@@ -138,7 +145,7 @@ def rows(result: Result) -> list[list[str]]:
 def explanation(result: Result) -> str:
     """The line under a benchmark's title: unit and direction."""
     b = result.benchmark
-    return f"unit: {b.unit}; {b.direction}, for the values and for the ratio vs {REFERENCE}"
+    return f"unit: {b.unit}; {b.direction}, for the values and for the ratio vs {b.reference}"
 
 
 def header_lines(info: RunInfo) -> list[str]:
@@ -150,7 +157,8 @@ def header_lines(info: RunInfo) -> list[str]:
         f"run: {info.mode}; load average (1 min) {info.load}",
         "method: each measurement in a fresh subprocess, implementations interleaved "
         "round-robin per repeat; median and p10/p90 over all samples; ratio = median over "
-        f"repeats of (implementation ÷ {REFERENCE}, same repeat), range = min..max",
+        f"repeats of (implementation ÷ {REFERENCE}, same repeat), range = min..max; a "
+        "benchmark the stdlib cannot run takes its ratios against the row it names",
     ]
 
 
@@ -158,7 +166,7 @@ def text_report(info: RunInfo, results: list[Result]) -> str:
     """Everything as plain text: header, then one aligned table per benchmark."""
     out = [*header_lines(info), ""]
     for result in results:
-        table = [list(COLUMNS), *rows(result)]
+        table = [columns(result), *rows(result)]
         aligned = [cells for cells in table if cells[1] != "-"]  # skipped rows just say why
         widths = [max(len(cells[i]) for cells in aligned) for i in range(len(COLUMNS))]
         out.append(f"{result.benchmark.name}: {result.benchmark.title}")
@@ -175,6 +183,11 @@ def text_report(info: RunInfo, results: list[Result]) -> str:
     return "\n".join(out)
 
 
+def _sentence(text: str) -> str:
+    """*text* with its first letter capitalized (``str.capitalize`` lowers the rest: labels)."""
+    return text[:1].upper() + text[1:]
+
+
 def markdown_report(info: RunInfo, results: list[Result]) -> str:
     """A markdown section to paste into BENCHMARKS.md."""
     out = [f"## Results of {info.date}", ""]
@@ -182,8 +195,8 @@ def markdown_report(info: RunInfo, results: list[Result]) -> str:
     out.append("")
     for result in results:
         b = result.benchmark
-        out += [f"### {b.name}", "", f"{b.title}. {explanation(result).capitalize()}.", ""]
-        out.append("| " + " | ".join(COLUMNS) + " |")
+        out += [f"### {b.name}", "", f"{b.title}. {_sentence(explanation(result))}.", ""]
+        out.append("| " + " | ".join(columns(result)) + " |")
         out.append("|---|" + "---:|" * (len(COLUMNS) - 2) + "---|")
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
                 for cells in rows(result)]

@@ -21,7 +21,9 @@ Statistics: a measurement returns many samples (one per operation or batch). The
 the 10th/90th percentiles are taken over the samples of all repeats pooled. The ratio against
 the standard library is paired: for each repeat, the implementation's median divided by the
 standard library's median *of the same repeat*; the table gives the median of those ratios
-and their range over the repeats. Only ratios mean anything on a shared machine.
+and their range over the repeats. Only ratios mean anything on a shared machine. A benchmark
+that the standard library cannot run (a Dask cluster, a command line) names another row as
+its ``reference`` (a library or a baseline label), and its ratios are taken against that row.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: The reference every ratio is taken against.
+#: The reference ratios are taken against, unless a benchmark names another row.
 REFERENCE = "multiprocessing"
 #: Libraries measured, in round-robin order; those not installed are skipped.
 LIBRARIES = ("multiprocessing", "polyproc", "multiprocess", "billiard")
@@ -57,7 +59,8 @@ class Benchmark:
 
     ``measure(mod, **params)`` receives the imported library; each baseline is called as
     ``baseline(**params)``. Both must be module-level functions (the worker imports them by
-    name) and return a list of samples in ``unit``.
+    name) and return a list of samples in ``unit``. ``reference`` is the label of the row the
+    ratios are taken against: the standard library unless it cannot run the benchmark.
     """
 
     name: str
@@ -68,6 +71,7 @@ class Benchmark:
     params: Mapping[str, Any]
     quick_params: Mapping[str, Any]
     baselines: Mapping[str, Callable[..., list[float]]] = field(default_factory=dict)
+    reference: str = REFERENCE
 
     @property
     def direction(self) -> str:
@@ -114,9 +118,9 @@ class Result:
 
     @property
     def reference(self) -> Series | None:
-        """The standard library's series, if it ran."""
+        """The series of the benchmark's reference (the standard library's), if it ran."""
         for s in self.series:
-            if s.implementation.label == REFERENCE and s.status == "ok":
+            if s.implementation.label == self.benchmark.reference and s.status == "ok":
                 return s
         return None
 

@@ -48,6 +48,7 @@ RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 _TARGET_BATCH_SECONDS = 0.05
 _MAX_TASKS_PER_BATCH = 1024
 _CONNECT_TIMEOUT_S = 10
+_MISSING = object()
 
 
 def _run_remotely(
@@ -255,22 +256,45 @@ class DaskEngine:
 
     def _deliver_forever(self) -> None:
         while True:
-            future = self._finished.get()
-            if future is None:
-                return
-            with self._lock:
-                batch = self._in_flight.get(future)
-            if batch is not None:
-                self._settle(future, batch)
-            with self._lock:  # only now: join() returns once results are delivered
-                self._in_flight.pop(future, None)
-                self._timeouts.pop(future, None)
-                self._idle.notify_all()
+            futures = [self._finished.get()]
+            while True:  # everything finished meanwhile, fetched in one request below
+                try:
+                    futures.append(self._finished.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in futures
+            futures = [f for f in futures if f is not None]
+            values = self._gather([f for f in futures if f.status == "finished"])
+            for future in futures:
+                with self._lock:
+                    batch = self._in_flight.get(future)
+                if batch is not None:
+                    self._settle(future, batch, values.get(future.key, _MISSING))
+                with self._lock:  # only now: join() returns once results are delivered
+                    self._in_flight.pop(future, None)
+                    self._timeouts.pop(future, None)
+                    self._idle.notify_all()
             self._refill()
-            del future, batch
+            del futures, values
+            if stop:
+                return
 
-    def _settle(self, future: Any, batch: Batch) -> None:
+    def _gather(self, futures: list[Any]) -> dict[Any, Any]:
+        """The results of finished *futures* by key, in one request to the cluster (one
+        ``result()`` each costs a round trip of milliseconds)."""
+        if not futures:
+            return {}
+        try:
+            return dict(zip((f.key for f in futures), self._client.gather(futures),
+                            strict=True))
+        except Exception:
+            return {}  # one was cancelled meanwhile: each is settled on its own
+
+    def _settle(self, future: Any, batch: Batch, value: Any = None) -> None:
         error: BaseException | None = None
+        if value is not _MISSING and value is not None:
+            self._deliver_outcomes(batch, *value)
+            return
         if future.status == "finished":
             try:
                 seconds, outcomes = future.result()
