@@ -149,6 +149,27 @@ class DaskEngine:
             self.check_running()
             self._launch(batch)
 
+    def submit_many(self, batches: list[Batch]) -> None:
+        """Run *batches* on the cluster, submitted in one request (a map's chunks)."""
+        with self._lock:
+            self.check_running()
+            batches = [b for b in batches if b.on_start is None or b.on_start()]
+            if not batches:
+                return
+            keys = [f"polyproc-batch-{next(self._keys)}-{id(self):x}" for _ in batches]
+            futures = self._client.map(
+                _run_remotely,
+                [b.data for b in batches],
+                [[bytes(view) for view in b.buffers] for b in batches],
+                [b.start for b in batches],
+                [b.stop for b in batches],
+                [b.chunksize for b in batches],
+                key=keys,
+                pure=False,
+            )
+            for future, batch in zip(futures, batches, strict=True):
+                self._track(future, batch)
+
     def add_source(self, source: Source) -> None:
         """Pull batches from *source* as in-flight ones complete."""
         source.resume = self._refill
@@ -222,6 +243,10 @@ class DaskEngine:
             _run_remotely, batch.data, buffers, batch.start, batch.stop, batch.chunksize,
             key=f"polyproc-batch-{next(self._keys)}-{id(self):x}", pure=False,
         )
+        self._track(future, batch)
+
+    def _track(self, future: Any, batch: Batch) -> None:
+        """Watch *future*, which runs *batch* (under the lock)."""
         if batch.timeout is not None:
             batch.deadline = time.monotonic() + batch.timeout
             self._deadlines.notify_all()

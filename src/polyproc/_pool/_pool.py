@@ -348,23 +348,31 @@ class Pool:
         if tracker is not None:
             tracker.set_total(len(items))
         # Each chunk goes out as soon as it is pickled, so the workers start while the
-        # rest is being pickled. A chunk that cannot be pickled raises here, at the call.
+        # rest is being pickled; an engine that takes many at once (a cluster's, where
+        # each submission is a request) gets them together. A chunk that cannot be pickled
+        # raises here, at the call.
+        submit_many = getattr(self._engine, "submit_many", None)
+        together: list[Batch] = []
         for start in range(0, len(items), chunksize):
             payload = (kind, func, items[start : start + chunksize])
             chunk = payload[2]
             data, buffers = self._encode(payload, context)
-            self._engine.submit(
-                Batch(
-                    data,
-                    _map_deliverer(result, start, len(chunk), tracker),
-                    _range_describer(name, start, context),
-                    len(chunk),
-                    None if timeout is None else timeout * len(chunk),
-                    buffers=buffers,
-                    encode=self._encoder,
-                    payload=payload,
-                )
+            batch = Batch(
+                data,
+                _map_deliverer(result, start, len(chunk), tracker),
+                _range_describer(name, start, context),
+                len(chunk),
+                None if timeout is None else timeout * len(chunk),
+                buffers=buffers,
+                encode=self._encoder,
+                payload=payload,
             )
+            if submit_many is None:
+                self._engine.submit(batch)
+            else:
+                together.append(batch)
+        if submit_many is not None and together:
+            submit_many(together)
         return result
 
     def imap(
