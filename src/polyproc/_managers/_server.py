@@ -63,6 +63,7 @@ _EXCEPTION_LIMIT = 1 << 20
 #: nested a million deep recurses in C without limit and kills the process.
 MAX_NESTING = 200
 _MAX_ITEMS_CHECKED = 10_000
+_ATOMS = frozenset({str, int, float, bool, bytes, type(None)})
 
 
 def _checked(request: Any) -> tuple[int, str | None, str | None, tuple[Any, ...], dict[str, Any]]:
@@ -82,7 +83,8 @@ def _checked(request: Any) -> tuple[int, str | None, str | None, tuple[Any, ...]
         raise ValueError("a request's name must be a str or None")
     if not isinstance(args, tuple | list) or not isinstance(kwds, dict):
         raise ValueError("a request's args must be a tuple and its kwds a dict")
-    if _too_deep((args, kwds)):
+    flat = not kwds and all(type(arg) in _ATOMS for arg in args)  # the common case
+    if not flat and _too_deep((args, kwds)):
         raise ValueError(f"a request's arguments nest deeper than {MAX_NESTING} levels")
     return op, object_id, name, tuple(args), kwds
 
