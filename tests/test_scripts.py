@@ -154,6 +154,53 @@ def test_no_orphans_when_the_parent_is_killed(tmp_path, method):
                     pass
 
 
+@pytest.mark.parametrize("method", START_METHODS)
+def test_no_pool_workers_survive_a_killed_parent(tmp_path, method):
+    """SIGKILL the parent of a pool whose workers were started both by the constructor and,
+    after a worker was killed, by the pool's manager thread: every worker goes."""
+    script = tmp_path / "pool_parent.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, sys, signal
+            import polyproc as multiprocessing
+            from tests import _workers
+            if __name__ == '__main__':
+                ctx = multiprocessing.get_context(sys.argv[1])
+                pool = ctx.Pool(2)
+                first = pool._engine.worker_pids()
+                try:
+                    pool.apply(_workers.kill_myself, (1,))
+                except multiprocessing.WorkerLostError:
+                    pass
+                pool.map(_workers.square, range(4))  # the replacement is up and working
+                print(*set(first) | set(pool._engine.worker_pids()), flush=True)
+                while True:
+                    signal.pause()
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    parent = subprocess.Popen(
+        [sys.executable, str(script), method], stdout=subprocess.PIPE, text=True, env=env
+    )
+    pids: list[int] = []
+    try:
+        pids = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(pids) == 3  # two first workers, one killed and replaced
+        parent.kill()
+        parent.wait(SHORT_TIMEOUT)
+        assert wait_until(lambda: all(process_gone(pid) for pid in pids), 5)
+    finally:
+        parent.kill()
+        parent.wait(SHORT_TIMEOUT)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_forkserver_preload_imports_modules_once_in_the_server(tmp_path):
     """set_forkserver_preload: the listed modules are loaded before any child asks."""
     result = _run_script(
