@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 import weakref
 
-from .._process._state import runtime
 from .._wire import _pickling
 from ._protocol import (
     CALL,
@@ -534,7 +533,3 @@ class PoolProxy(BasePoolProxy):  # type: ignore[misc, valid-type]
     def __exit__(self, *exc_info: object) -> None:
         self.terminate()
 
-
-def in_server_process() -> bool:
-    """Whether this process is a manager's server."""
-    return local_server[0] is not None and runtime.current is not None

@@ -240,15 +240,7 @@ def _serve(
             started[0] = tasks_started
             values: list[Any] = []
             try:
-                if kind == MAP:
-                    for item in items[position:end]:
-                        values.append(func(item))
-                elif kind == STARMAP:
-                    for args in items[position:end]:
-                        values.append(func(*args))
-                else:
-                    args, kwargs = items
-                    values.append(func(*args, **kwargs))
+                _run_task(kind, func, items, position, end, values)
             except BaseException as exc:
                 run = None
                 outbox.append(
@@ -280,6 +272,22 @@ def _serve(
                 run = None
         busy += time.perf_counter() - began
         del items, func
+
+
+def _run_task(
+    kind: int, func: Any, items: Any, first: int, end: int, values: list[Any]
+) -> None:
+    """Run the task of ``items[first:end]``, appending each result to *values* as it comes
+    (so that a failure leaves the results before it)."""
+    if kind == MAP:
+        for item in items[first:end]:
+            values.append(func(item))
+    elif kind == STARMAP:
+        for args in items[first:end]:
+            values.append(func(*args))
+    else:
+        args, kwargs = items
+        values.append(func(*args, **kwargs))
 
 
 def _spin_until_readable(poller: select.poll, seconds: float) -> None:
@@ -322,15 +330,7 @@ def run_batch(
         end = min(first + chunksize, stop)
         values: list[Any] = []
         try:
-            if kind == MAP:
-                for item in items[first:end]:
-                    values.append(func(item))
-            elif kind == STARMAP:
-                for args in items[first:end]:
-                    values.append(func(*args))
-            else:
-                args, kwargs = items
-                values.append(func(*args, **kwargs))
+            _run_task(kind, func, items, first, end, values)
         except BaseException as exc:
             outcomes.append((first, 1, False, values, pack_exception(exc, where)))
         else:
