@@ -197,7 +197,7 @@ class DaskEngine:
         error = ProcessError("the pool was terminated before this task completed")
         for future, batch in in_flight:
             future.cancel()
-            _fail_batch(batch, error)
+            batch.fail_unreported(error)
         for source in sources:
             source.fail(error)
         self._finished.put(None)
@@ -392,11 +392,6 @@ class DaskEngine:
                     elif nearest is None or batch.deadline < nearest:
                         nearest = batch.deadline
                 self._deadlines.wait(None if nearest is None else nearest - now)
-
-
-def _fail_batch(batch: Batch, error: BaseException) -> None:
-    for first in range(batch.start + batch.reported * batch.chunksize, batch.stop, batch.chunksize):
-        batch.deliver(first, False, ([], error))
 
 
 def _make_engine(cluster: Any, processes: int | None, initializer: Any,

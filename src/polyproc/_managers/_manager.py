@@ -306,7 +306,7 @@ def _finalize_manager(
         try:
             conn = _protocol.connect(address, authkey)
             try:
-                codec = _protocol.codecs.get(address, _protocol.PickleCodec)
+                codec = _protocol.codec_for(address)
                 _protocol.send(conn, codec, (SHUTDOWN, None, None, (), {}))
                 _protocol.receive(conn, codec)
             finally:

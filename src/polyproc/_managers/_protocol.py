@@ -103,6 +103,11 @@ def check_serializer(serializer: str) -> Any:
         ) from None
 
 
+def codec_for(address: Any) -> Any:
+    """The codec of the manager at *address* (pickle unless it was made otherwise)."""
+    return codecs.get(address, PickleCodec)
+
+
 def send(conn: Connection, codec: Any, message: Any) -> None:
     """Send *message* on *conn* encoded by *codec*."""
     conn.send_bytes(codec.dumps(message))
@@ -165,7 +170,7 @@ def connect(address: Any, authkey: bytes) -> Connection:
         conn = Client(address, authkey=authkey, ssl_context=tls_contexts.get(address))
     except (ConnectionError, FileNotFoundError) as exc:
         raise ManagerGoneError(f"no manager answers at {address!r}: {exc}") from exc
-    codec = codecs.get(address, PickleCodec)
+    codec = codec_for(address)
     try:
         send(conn, codec, (HELLO, client_id()))
         status, value = receive(conn, codec)
@@ -197,7 +202,7 @@ def call(address: Any, authkey: bytes, request: tuple[Any, ...]) -> tuple[str, A
                 else:
                     _anchors[key] = anchor
         conn = connect(address, authkey)
-    codec = codecs.get(address, PickleCodec)
+    codec = codec_for(address)
     try:
         send(conn, codec, request)
         reply: tuple[str, Any] = receive(conn, codec)

@@ -184,6 +184,12 @@ class Batch:
         again.attempts = self.attempts
         return again
 
+    def fail_unreported(self, error: BaseException) -> None:
+        """Fail every task of this batch whose outcome has not arrived."""
+        first = self.start + self.reported * self.chunksize
+        for task_first in range(first, self.stop, self.chunksize):
+            self.deliver(task_first, False, ([], error))
+
     def describe_task(self, first: int) -> str:
         """Names the task starting at item *first*."""
         return self.describe(first, min(first + self.chunksize, self.stop) - 1)
@@ -803,7 +809,7 @@ class PoolEngine:
         self._broken = error
         for worker in self._workers:
             for batch in worker.outstanding:
-                deliveries.append((_fail_batch, batch, error))
+                deliveries.append((batch.fail_unreported, error))
             worker.outstanding.clear()
         deliveries.append((self._fail_queued, error))
 
@@ -812,7 +818,7 @@ class PoolEngine:
             pending, self._pending = self._pending, collections.deque()
             sources, self._sources = self._sources, collections.deque()
         for batch in pending:
-            _fail_batch(batch, error)
+            batch.fail_unreported(error)
         for source in sources:
             source.fail(error)
 
@@ -830,7 +836,7 @@ class PoolEngine:
         for worker in self._workers:
             worker.process.join(None if not terminated else 5)
             for batch in worker.outstanding:
-                _fail_batch(batch, error)
+                batch.fail_unreported(error)
             worker.sock.close()
         self._workers.clear()
         self._fail_queued(error)
@@ -840,13 +846,6 @@ class PoolEngine:
 
 def _load(worker: _Worker) -> int:
     return worker.unreported_tasks
-
-
-def _fail_batch(batch: Batch, error: BaseException) -> None:
-    """Fail every task of *batch* not reported yet."""
-    first = batch.start + batch.reported * batch.chunksize
-    for task_first in range(first, batch.stop, batch.chunksize):
-        batch.deliver(task_first, False, ([], error))
 
 
 def _emit_log_record(attributes: dict[str, Any]) -> None:

@@ -70,13 +70,6 @@ class _CallDescription:
         return _describe_call(self.func, self.args)
 
 
-def _wrap_large_bytes(values: list[Any] | tuple[Any, ...]) -> list[Any]:
-    """*values* with each big ``bytes`` wrapped to travel out of band."""
-    return [
-        _pickling.LargeBytes(v) if type(v) is bytes and len(v) >= OUT_OF_BAND_BYTES else v
-        for v in values
-    ]
-
 
 def _check_timeout(task_timeout: float | None) -> float | None:
     if task_timeout is not None and not task_timeout > 0:
@@ -183,10 +176,11 @@ class Pool:
         if kind == APPLY:
             for arg in items[0]:
                 if type(arg) is bytes and len(arg) >= OUT_OF_BAND_BYTES:
-                    payload = (kind, func, (tuple(_wrap_large_bytes(items[0])), items[1]))
+                    wrapped = _pickling.wrap_large_bytes(items[0], OUT_OF_BAND_BYTES)
+                    payload = (kind, func, (tuple(wrapped), items[1]))
                     break
         elif items and type(items[0]) is bytes:
-            payload = (kind, func, _wrap_large_bytes(items))
+            payload = (kind, func, _pickling.wrap_large_bytes(items, OUT_OF_BAND_BYTES))
         return _pickling.dumps_with_buffers(payload, OUT_OF_BAND_BYTES, context=context)
 
     # -- submitting ------------------------------------------------------------------

@@ -148,14 +148,6 @@ def _resident_bytes(statm: int) -> int:
     return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _wrap_large_bytes(values: list[Any], threshold: int) -> list[Any]:
-    """Big ``bytes`` results, wrapped to travel out of band (pickle keeps bytes in band)."""
-    return [
-        _pickling.LargeBytes(v) if type(v) is bytes and len(v) >= threshold else v
-        for v in values
-    ]
-
-
 def worker_main(
     conn: Any,
     started_block: Any,
@@ -248,7 +240,7 @@ def _serve(
                 )
             else:
                 if values and type(values[0]) is bytes:
-                    values = _wrap_large_bytes(values, threshold)
+                    values = _pickling.wrap_large_bytes(values, threshold)
                 if run is None:
                     run = [batch_id, position, 1, True, values, None, chunksize]
                     outbox.append(run)

@@ -48,6 +48,7 @@ __all__ = [
     "main_is_importable",
     "register_reducer",
     "register_transfer",
+    "wrap_large_bytes",
 ]
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -220,6 +221,12 @@ class LargeBytes:
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         return bytes, (pickle.PickleBuffer(self.data),)
+
+
+def wrap_large_bytes(values: Any, threshold: int) -> list[Any]:
+    """*values* as a list, each ``bytes`` of *threshold* bytes or more wrapped in
+    :class:`LargeBytes` (so that it travels out of band)."""
+    return [LargeBytes(v) if type(v) is bytes and len(v) >= threshold else v for v in values]
 
 
 class _BufferCollector:
