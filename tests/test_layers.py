@@ -21,7 +21,9 @@ LAYERS = [
     {"_pool", "_managers"},  # pool and managers
     {"_backends"},  # local and Dask engines
     {"util", "context", "process", "connection", "__init__", "synchronize", "sharedctypes",
-     "shared_memory", "queues", "pool", "managers", "dummy"},  # the stdlib-shaped facade
+     "shared_memory", "queues", "pool", "managers", "dummy", "reduction", "resource_tracker",
+     "resource_sharer", "spawn", "forkserver", "heap", "popen_fork", "popen_spawn_posix",
+     "popen_forkserver", "_install"},  # the stdlib-shaped facade, and install()
     {"_cli", "__main__"},  # the command line
 ]
 FORBIDDEN = ("multiprocessing", "concurrent.futures.process")

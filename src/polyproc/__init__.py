@@ -117,7 +117,9 @@ set_start_method = _default.set_start_method
 # Heavier public submodules load on first access (``polyproc.pool``...), as the factories
 # above load them on first call: every spawned child imports this package.
 _LAZY_SUBMODULES = frozenset(
-    {"managers", "pool", "queues", "sharedctypes", "shared_memory", "synchronize"}
+    {"managers", "pool", "queues", "sharedctypes", "shared_memory", "synchronize", "dummy",
+     "reduction", "resource_tracker", "resource_sharer", "spawn", "forkserver", "heap",
+     "popen_fork", "popen_spawn_posix", "popen_forkserver"}
 )
 
 
