@@ -177,3 +177,70 @@ def test_many_producers_and_consumers(ctx):
     for p in producers + consumers:
         p.join(SHORT_TIMEOUT)
     assert sum(range(20_000)) == total
+
+
+# -- the shape code written for multiprocessing.queues reaches for ----------------------
+
+
+def test_reader_end_is_ready_for_wait_exactly_while_an_item_waits(ctx):
+    """``queue._reader`` works with ``connection.wait`` as multiprocessing's pipe end does:
+    not ready while empty, ready once a child puts, ``recv`` takes the item, not ready
+    again after; items put before anyone waited count too."""
+    for kind in (ctx.SimpleQueue, ctx.Queue):
+        q = kind()
+        q.put("early")  # before the doorbell is armed
+        reader = q._reader
+        assert [reader] == polyproc.connection.wait([reader], timeout=SHORT_TIMEOUT)
+        assert "early" == reader.recv()
+        assert [] == polyproc.connection.wait([reader], timeout=0.05)
+        assert not reader.poll()
+        child = ctx.Process(target=_workers.put_n_hello, args=(q, 7))
+        child.start()
+        assert [reader] == polyproc.connection.wait([reader], timeout=SHORT_TIMEOUT)
+        assert [7, "hello"] == reader.recv()
+        child.join(SHORT_TIMEOUT)
+        assert [] == polyproc.connection.wait([reader], timeout=0.05)
+        reader.close()
+        with pytest.raises(OSError):
+            reader.recv()
+
+
+def test_writer_end_sends_into_the_queue():
+    """``queue._writer.send`` puts into the queue."""
+    q = polyproc.SimpleQueue()
+    q._writer.send({"a": 1})
+    assert {"a": 1} == q.get()
+
+
+def test_queue_takes_a_context_and_a_subclass_may_handle_pickling_errors_itself():
+    """``Queue(maxsize, ctx=...)`` as multiprocessing.queues.Queue; a subclass overriding
+    ``_on_queue_feeder_error`` (as concurrent.futures does) receives the error of an item
+    that cannot be pickled instead of a raise, and the queue stays usable."""
+    seen = []
+
+    class Handling(polyproc.queues.Queue):
+        def __init__(self, maxsize=0, *, ctx):
+            super().__init__(maxsize, ctx=ctx)
+
+        def _on_queue_feeder_error(self, e, obj):
+            seen.append((type(e), obj))
+
+    q = Handling(2, ctx=polyproc.get_context())
+    lock = threading.Lock()
+    q.put(lock)
+    q.put("fine")
+    assert [(SerializationError, lock)] == seen
+    assert "fine" == q.get(timeout=SHORT_TIMEOUT)
+    with pytest.raises(SerializationError):  # the base class still raises at the call
+        polyproc.queues.Queue(ctx=None).put(lock)
+
+
+def test_semaphores_expose_the_internals_the_stdlib_queue_reads():
+    """``sem._semlock._get_value()`` / ``_is_zero()``, as multiprocessing.queues reads them."""
+    sem = polyproc.BoundedSemaphore(2)
+    assert 2 == sem._semlock._get_value() and not sem._semlock._is_zero()
+    sem.acquire()
+    sem.acquire()
+    assert sem._semlock._is_zero() and 2 == sem.maxvalue
+    assert polyproc.synchronize.SEMAPHORE == sem.kind
+    assert polyproc.synchronize.RECURSIVE_MUTEX == polyproc.RLock().kind

@@ -15,6 +15,8 @@ Layout (each layer imports only the ones before it)::
 
 from __future__ import annotations
 
+from os import environ as _environ
+
 from . import connection as connection
 from . import context as _context
 from . import context as context
@@ -72,6 +74,7 @@ __all__ = [
     "get_context",
     "get_logger",
     "get_start_method",
+    "install",
     "log_to_stderr",
     "parent_process",
     "set_executable",
@@ -123,9 +126,27 @@ _LAZY_SUBMODULES = frozenset(
 )
 
 
+def install(*, children: bool = True) -> None:
+    """Make ``import multiprocessing`` give polyproc, in this process and (with *children*)
+    every process the program starts. See :mod:`polyproc._install`.
+
+    Warns:
+        RuntimeWarning: the standard library's multiprocessing was already imported.
+    """
+    from ._install import install as _install
+
+    _install(children=children)
+
+
 def __getattr__(name: str) -> object:
     if name in _LAZY_SUBMODULES:
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# A process of a program that ran polyproc.install() (or `polyproc run`) installs too:
+# spawned children and servers are fresh interpreters that import polyproc first.
+if _environ.get("POLYPROC_AS_MULTIPROCESSING") == "1":
+    install()

@@ -7,6 +7,7 @@ the next waiter, with an :class:`~polyproc.exceptions.AbandonedLockWarning`.
 
 from __future__ import annotations
 
+from ._os._semaphore import RECURSIVE_MUTEX, SEM_VALUE_MAX, SEMAPHORE
 from ._shared._synchronize import (
     Barrier,
     BoundedSemaphore,
@@ -19,6 +20,9 @@ from ._shared._synchronize import (
 )
 
 __all__ = [
+    "RECURSIVE_MUTEX",
+    "SEMAPHORE",
+    "SEM_VALUE_MAX",
     "Barrier",
     "BoundedSemaphore",
     "Condition",

@@ -9,6 +9,7 @@ import sys
 import polyproc
 
 from ._map import add_map_command
+from ._run import add_run_command, run_main
 from .tour import EXAMPLES
 
 TYPE_CHECKING = False
@@ -100,10 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="start methods and CPU count of this machine")
     info.set_defaults(func=_info)
     add_map_command(sub)
+    add_run_command(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``polyproc`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "run":
+        return run_main(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args))

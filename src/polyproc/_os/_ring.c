@@ -70,6 +70,7 @@ typedef struct {
     _Atomic uint32_t unfinished;  /* JoinableQueue: put minus task_done */
     _Atomic uint32_t unfinished_seq;
     _Atomic uint32_t readers_active; /* consumers inside get() now (waiting or copying) */
+    _Atomic uint32_t doorbell_armed; /* set once a consumer waits on the doorbell fd */
 } ring_header;
 
 typedef struct {
@@ -79,6 +80,7 @@ typedef struct {
     char *data;
     uint64_t mapped;  /* capacity this process has mapped */
     pid_t pid;
+    int doorbell_fd;  /* an eventfd rung after each put once armed; -1: none */
     PyObject *weakreflist;
 } RingObject;
 
@@ -436,6 +438,14 @@ ring_put(RingObject *self, PyObject *args, PyObject *kwds)
     if (atomic_load(&h->readers_waiting) > 0) {
         futex(&h->data_seq, FUTEX_WAKE, 1, NULL);
     }
+    if (self->doorbell_fd >= 0 && atomic_load(&h->doorbell_armed)) {
+        /* Rung after the record is published, so a consumer woken by it finds the
+         * record. A full counter (EAGAIN) still reads as ready: nothing to do. */
+        uint64_t one = 1;
+        if (write(self->doorbell_fd, &one, sizeof one) < 0) {
+            errno = 0;
+        }
+    }
     result = Py_NewRef(Py_None);
 done:
     PyBuffer_Release(&buf);
@@ -597,16 +607,16 @@ ring_after_fork(RingObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-/* Ring(fd, create, maxsize=0, capacity=65536) */
+/* Ring(fd, create, maxsize=0, capacity=65536, doorbell=-1) */
 static int
 ring_init(RingObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"fd", "create", "maxsize", "capacity", NULL};
-    int fd, create;
+    static char *kwlist[] = {"fd", "create", "maxsize", "capacity", "doorbell", NULL};
+    int fd, create, doorbell = -1;
     unsigned int maxsize = 0;
     unsigned long long capacity = 65536;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ip|IK", kwlist, &fd, &create, &maxsize,
-                                     &capacity)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ip|IKi", kwlist, &fd, &create, &maxsize,
+                                     &capacity, &doorbell)) {
         return -1;
     }
     if (self->hdr != NULL) {
@@ -631,6 +641,7 @@ ring_init(RingObject *self, PyObject *args, PyObject *kwds)
     self->data = NULL;
     self->mapped = 0;
     self->pid = 0;
+    self->doorbell_fd = doorbell;
     if (create) {
         memset(p, 0, sizeof(ring_header));
         self->hdr->maxsize = maxsize;
@@ -659,7 +670,22 @@ ring_dealloc(RingObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* From now on every put, in every process, rings the doorbell fd. Never disarmed: a
+ * consumer that waits with select/poll on the fd must not miss a put. */
+static PyObject *
+ring_arm_doorbell(RingObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->doorbell_fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "this ring has no doorbell");
+        return NULL;
+    }
+    atomic_store(&self->hdr->doorbell_armed, 1);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef ring_methods[] = {
+    {"arm_doorbell", (PyCFunction)ring_arm_doorbell, METH_NOARGS,
+     "arm_doorbell(): from now on every put writes 1 to the doorbell eventfd"},
     {"put", (PyCFunction)(void (*)(void))ring_put, METH_VARARGS | METH_KEYWORDS,
      "put(data, raw=False, block=True, timeout=None): copy one message in."},
     {"get", (PyCFunction)(void (*)(void))ring_get, METH_VARARGS | METH_KEYWORDS,
@@ -679,8 +705,9 @@ static PyTypeObject RingType = {
     .tp_name = "polyproc._os._ring.Ring",
     .tp_basicsize = sizeof(RingObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Ring(fd, create, maxsize=0, capacity=65536)\n\n"
-              "A message ring in the memfd *fd*; *create* initialises it.",
+    .tp_doc = "Ring(fd, create, maxsize=0, capacity=65536, doorbell=-1)\n\n"
+              "A message ring in the memfd *fd*; *create* initialises it; *doorbell* is\n"
+              "an eventfd rung by each put once arm_doorbell() was called anywhere.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)ring_init,
     .tp_dealloc = (destructor)ring_dealloc,

@@ -25,8 +25,10 @@ import queue
 import weakref
 
 from .._os import _ring
+from .._os._wait import wait_readable
 from .._wire import _pickling
 from .._wire._fd_sharing import SharedDescriptor
+from ..exceptions import SerializationError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,36 +56,80 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _RingQueue:
-    """What the three queues share: the ring, its descriptor, pickling, the closed state."""
+    """What the three queues share: the ring, its descriptors, pickling, the closed state.
+
+    *ctx* is accepted for code written against ``multiprocessing.queues`` (which takes the
+    context that makes its locks); the ring needs none.
+    """
 
     _context = "Queue.put"
 
-    def __init__(self, maxsize: int = 0) -> None:
+    def __init__(self, maxsize: int = 0, *, ctx: Any = None) -> None:
         maxsize = max(maxsize, 0)  # as queue.Queue: a size <= 0 means unbounded
         fd = os.memfd_create("polyproc-queue", os.MFD_CLOEXEC)
-        self._setup(SharedDescriptor(fd), maxsize, create=True)
+        bell = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._setup(SharedDescriptor(fd), SharedDescriptor(bell), maxsize, create=True)
 
-    def _setup(self, desc: SharedDescriptor, maxsize: int, *, create: bool) -> None:
+    def _setup(
+        self, desc: SharedDescriptor, bell: SharedDescriptor, maxsize: int, *, create: bool
+    ) -> None:
         self._desc = desc
+        self._bell = bell
         self._maxsize = maxsize
-        self._ring = _ring.Ring(desc.fd, create, maxsize, INITIAL_CAPACITY)
+        self._ring = _ring.Ring(desc.fd, create, maxsize, INITIAL_CAPACITY, bell.fd)
         self._closed = False
+        self._ignore_epipe = False  # set by concurrent.futures; there is no pipe to break
+        self._reader_end: _ReaderEnd | None = None
+        self._writer_end: _WriterEnd | None = None
         _all_rings.add(self._ring)
 
     def __getstate__(self) -> Any:
-        return self._desc, self._maxsize
+        return self._desc, self._bell, self._maxsize
 
     def __setstate__(self, state: Any) -> None:
-        desc, maxsize = state
-        self._setup(desc, maxsize, create=False)
+        desc, bell, maxsize = state
+        self._setup(desc, bell, maxsize, create=False)
 
     def _put(self, obj: Any, block: bool, timeout: float | None) -> None:
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
         if type(obj) is bytes and len(obj) >= RAW_BYTES_THRESHOLD:
             self._ring.put(obj, True, block, timeout)
-        else:
-            self._ring.put(_dumps(obj, context=self._context), False, block, timeout)
+            return
+        try:
+            data = _dumps(obj, context=self._context)
+        except SerializationError as exc:
+            if type(self)._on_queue_feeder_error is _RingQueue._on_queue_feeder_error:
+                raise
+            # A subclass that handles errors itself, as concurrent.futures' call queue
+            # does (it fails the future of that call), gets the error instead of a raise.
+            self._on_queue_feeder_error(exc, obj)
+            return
+        self._ring.put(data, False, block, timeout)
+
+    def _on_queue_feeder_error(self, e: BaseException, obj: Any) -> None:
+        """Called with the error instead of raising it when a subclass overrides it.
+
+        multiprocessing calls this from its feeder thread for an item that failed to
+        pickle; here ``put`` pickles in the caller, so by default the error is raised at
+        the call. A subclass that overrides this method receives the error instead.
+        """
+        raise e
+
+    @property
+    def _reader(self) -> _ReaderEnd:
+        """The receiving end, shaped like multiprocessing's pipe end: ``recv``, ``poll``,
+        ``fileno`` (for :func:`polyproc.connection.wait`), ``close``."""
+        if self._reader_end is None:
+            self._reader_end = _ReaderEnd(self)
+        return self._reader_end
+
+    @property
+    def _writer(self) -> _WriterEnd:
+        """The sending end, shaped like multiprocessing's pipe end: ``send``, ``close``."""
+        if self._writer_end is None:
+            self._writer_end = _WriterEnd(self)
+        return self._writer_end
 
     def _get(self, block: bool, timeout: float | None) -> Any:
         if self._closed:
@@ -101,6 +147,93 @@ class _RingQueue:
         Nothing is lost: items already put stay for other processes.
         """
         self._closed = True
+
+
+class _ReaderEnd:
+    """A queue's receiving end as code written for multiprocessing's pipe-based queues
+    uses it (``queue._reader``): readiness through an eventfd, the doorbell, that every
+    put rings once :meth:`fileno` was called in any process."""
+
+    def __init__(self, queue: _RingQueue) -> None:
+        self._queue = queue
+        self.closed = False
+
+    def _check(self) -> None:
+        if self.closed:
+            raise OSError("handle is closed")
+
+    def fileno(self) -> int:
+        """The doorbell: readable while the queue holds an item (for ``wait``/select).
+
+        Raises:
+            OSError: this end was closed.
+        """
+        self._check()
+        ring = self._queue._ring
+        ring.arm_doorbell()
+        if ring.qsize() > 0:  # put before the doorbell was armed: ring it for them
+            os.eventfd_write(self._queue._bell.fd, 1)
+        return self._queue._bell.fd
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        """Whether an item is waiting, after waiting up to *timeout* seconds for one."""
+        if self._queue._ring.qsize() > 0:
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        wait_readable([self.fileno()], timeout)
+        return self._queue._ring.qsize() > 0
+
+    def recv(self) -> Any:
+        """Take the next item, waiting for one.
+
+        Raises:
+            OSError: this end was closed.
+        """
+        self._check()
+        item = self._queue._get(True, None)
+        self._settle_doorbell()
+        return item
+
+    def _settle_doorbell(self) -> None:
+        # Keep "readable" equal to "holds an item": drained when the queue is empty, rung
+        # again if a put landed between the check and the drain.
+        ring, bell = self._queue._ring, self._queue._bell.fd
+        if ring.qsize() == 0:
+            try:
+                os.eventfd_read(bell)
+            except BlockingIOError:
+                pass
+            if ring.qsize() > 0:
+                os.eventfd_write(bell, 1)
+
+    def close(self) -> None:
+        """This end will not be used again in this process (the queue stays usable)."""
+        self.closed = True
+
+
+class _WriterEnd:
+    """A queue's sending end as code written for multiprocessing uses it
+    (``queue._writer``)."""
+
+    def __init__(self, queue: _RingQueue) -> None:
+        self._queue = queue
+        self.closed = False
+
+    def send(self, obj: Any) -> None:
+        """Put *obj* into the queue.
+
+        Raises:
+            OSError: this end was closed.
+            SerializationError: *obj* cannot be pickled.
+        """
+        if self.closed:
+            raise OSError("handle is closed")
+        self._queue._put(obj, True, None)
+
+    def close(self) -> None:
+        """This end will not be used again in this process (the queue stays usable)."""
+        self.closed = True
 
 
 class Queue(_RingQueue):
@@ -179,6 +312,9 @@ class SimpleQueue(_RingQueue):
     """A simplified, unbounded queue: ``put``, ``get``, ``empty``, ``close``."""
 
     _context = "SimpleQueue.put"
+
+    def __init__(self, *, ctx: Any = None) -> None:
+        super().__init__(0, ctx=ctx)
 
     def put(self, obj: Any) -> None:
         """Put *obj*; never blocks."""

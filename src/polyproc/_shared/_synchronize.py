@@ -77,6 +77,22 @@ class SemLock(_semaphore.SemLock):
     def __reduce__(self) -> Any:
         return _rebuild_semlock, (type(self), self._block, self._kind, self._maxvalue)
 
+    # What code written against multiprocessing.synchronize reaches for: there a SemLock
+    # wraps a native ``_semlock`` object; here the primitive is its own native object.
+    @property
+    def _semlock(self) -> SemLock:
+        return self
+
+    @property
+    def kind(self) -> int:
+        """``RECURSIVE_MUTEX`` for RLock, ``SEMAPHORE`` otherwise (as the stdlib's)."""
+        return self._kind
+
+    @property
+    def maxvalue(self) -> int:
+        """The bound of a BoundedSemaphore (``SEM_VALUE_MAX`` when unbounded)."""
+        return self._maxvalue
+
 
 def _rebuild_semlock(cls: type[SemLock], block: _heap.Block, kind: int, maxvalue: int) -> SemLock:
     obj = cls.__new__(cls)
