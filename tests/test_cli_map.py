@@ -68,7 +68,7 @@ def test_timeout_kills_a_stuck_item():
                   stdin="a\nblock\nb\n")
     assert result.returncode == 1
     records = _records(result.stdout)
-    assert records[1]["error"].startswith("TimeoutError")
+    assert records[1]["error"].startswith("TimeoutError: tests._workers:shout_or_die on item 1")
     assert [records[0]["result"], records[2]["result"]] == ["A", "B"]
 
 
@@ -85,3 +85,25 @@ def test_bad_target_is_a_usage_error():
     assert result.returncode == 2
     assert "No module named" in result.stderr
     assert _map("polyproc._cli.examples", stdin="x\n").returncode == 2
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_the_console_script_imports_modules_of_the_current_directory(tmp_path, method):
+    """`polyproc map mod:func` finds mod.py in the current directory, as `python -m` does,
+    in the workers too."""
+    (tmp_path / "localjob.py").write_text("def double(line):\n    return line * 2\n")
+    script = os.path.join(os.path.dirname(sys.executable), "polyproc")
+    result = subprocess.run(
+        [script, "map", "localjob:double", "--start-method", method, "-j", "2"],
+        input="ab\ncd\n", capture_output=True, text=True, cwd=tmp_path,
+        timeout=SHORT_TIMEOUT * 2,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [r["result"] for r in _records(result.stdout)] == ["abab", "cdcd"]
+
+
+def test_missing_input_file_is_a_usage_error_without_traceback(tmp_path):
+    result = _map("polyproc._cli.examples:sha256", str(tmp_path / "absent.txt"))
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr and "absent.txt" in result.stderr
+    assert "Traceback" not in result.stderr

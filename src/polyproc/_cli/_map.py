@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 
@@ -74,6 +75,9 @@ class LineCall:
         self.target = target
         self.json_input = json_input
         self._function: Callable[[Any], Any] | None = None
+
+    def __repr__(self) -> str:
+        return self.target  # error messages name the user's function, not this wrapper
 
     def __getstate__(self) -> tuple[str, bool]:
         return (self.target, self.json_input)
@@ -136,16 +140,25 @@ def run_map(args: argparse.Namespace) -> int:
     """Run the map job the arguments describe; returns the exit status."""
     import polyproc
 
+    # As `python -m`: modules of the current directory are importable, in the workers too
+    # (spawned ones receive this sys.path).
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         resolve(args.target)  # a typo fails here, once, not in every worker
     except (ValueError, ImportError, AttributeError) as exc:
         print(f"polyproc map: {exc}", file=sys.stderr)
         return 2
-    source = sys.stdin if args.input is None else open(args.input, encoding="utf-8")  # noqa: SIM115
     total = None
     if args.input is not None:
-        with open(args.input, "rb") as counting:
-            total = sum(1 for _ in counting)
+        try:
+            with open(args.input, "rb") as counting:
+                total = sum(1 for _ in counting)
+        except OSError as exc:
+            print(f"polyproc map: cannot read {args.input}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
+    source = sys.stdin if args.input is None else open(args.input, encoding="utf-8")  # noqa: SIM115
     out = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     pool_options: dict[str, Any] = {"task_timeout": args.timeout, "retries": args.retries}
