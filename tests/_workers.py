@@ -280,9 +280,15 @@ def send_start_method(conn: Any) -> None:
 
 
 def segfault(x: Any) -> None:
-    """Crash with a segmentation fault, as a bug in native code would."""
-    import ctypes
+    """Crash with a segmentation fault, as a bug in native code would.
 
+    The fault handler pytest enabled (and a forked worker inherits) is turned off first:
+    the crash is intended, and a green run should not print a fatal error and a stack.
+    """
+    import ctypes
+    import faulthandler
+
+    faulthandler.disable()
     ctypes.string_at(0)
 
 
