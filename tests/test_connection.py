@@ -290,3 +290,39 @@ def test_challenge_functions_authenticate_one_direction():
         deliver_challenge(a, b"key")
     t.join(SHORT_TIMEOUT)
     assert len(errors) == 1
+
+
+def test_recv_timeout_when_the_peer_died_but_a_copy_of_its_end_is_open(ctx):
+    """The peer is killed before sending; this process still holds the peer's end, so no
+    end of file ever comes: ``recv(timeout=)`` raises TimeoutError instead of waiting
+    forever, and the connection stays usable."""
+    mine, theirs = ctx.Pipe()
+    child = ctx.Process(target=_workers.exit_abruptly, args=(3,))
+    child.start()  # `theirs` stays open here: the trap
+    child.join(SHORT_TIMEOUT)
+    assert 3 == child.exitcode
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="no message within 0.2 s"):
+        mine.recv(timeout=0.2)
+    assert 0.15 < time.monotonic() - started < SHORT_TIMEOUT
+    with pytest.raises(TimeoutError):
+        mine.recv_bytes(timeout=0.0)
+    theirs.send({"still": "usable"})
+    assert {"still": "usable"} == mine.recv(timeout=SHORT_TIMEOUT)
+    sender = threading.Thread(target=theirs.send_bytes, args=(b"x" * 1_000_000,))
+    sender.start()  # larger than the socket buffer: received while it is being sent
+    assert 1_000_000 == len(mine.recv_bytes(timeout=SHORT_TIMEOUT))
+    sender.join(SHORT_TIMEOUT)
+
+
+def test_recv_timeout_on_a_message_cut_off_half_way_closes_the_connection():
+    """A header that promises more than ever arrives: TimeoutError, and the connection is
+    closed, since the stream can no longer be parsed."""
+    import os
+    import struct
+
+    mine, theirs = polyproc.Pipe()
+    os.write(theirs.fileno(), struct.pack("!i", 100) + b"only ten b")
+    with pytest.raises(TimeoutError, match="did not finish"):
+        mine.recv(timeout=0.2)
+    assert mine.closed

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 
 from .._os._wait import wait_readable
 from ..exceptions import BufferTooShort
@@ -158,22 +159,53 @@ class Connection:
         _write_message(handle, _pickling.dumps(obj, context="Connection.send"))
 
     # -- receiving -----------------------------------------------------------------
-    def recv_bytes(self, maxlength: int | None = None) -> bytes:
+    def recv_bytes(self, maxlength: int | None = None, *, timeout: float | None = None) -> bytes:
         """Receive one message as bytes.
+
+        *timeout* (seconds, a polyproc extension) bounds the whole receive; ``None`` waits
+        without limit, as multiprocessing does.
 
         Raises:
             OSError: closed, write-only, or the message is longer than *maxlength* (the
                 connection is then closed, since the stream can no longer be parsed).
             EOFError: the other end closed and nothing is left.
+            TimeoutError: *timeout* passed (see :meth:`recv`).
         """
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
         handle = self._check_readable()
+        if timeout is not None:
+            return bytes(self._recv_within(handle, timeout, maxlength))
         size = _read_size(handle)
         if maxlength is not None and size > maxlength:
             self.close()
             raise OSError("bad message length")
         return bytes(_read_exact(handle, size))
+
+    def _recv_within(
+        self, handle: int, timeout: float, maxlength: int | None = None
+    ) -> bytes | bytearray:
+        """One whole message, or TimeoutError once *timeout* seconds have passed."""
+        deadline = time.monotonic() + timeout
+        if not wait_readable([handle], timeout):
+            raise TimeoutError(
+                f"Connection.recv: no message within {timeout} s (if the sending process "
+                "died, another copy of its end is still open somewhere, often in this "
+                "process: close it after starting the child)"
+            )
+        try:
+            size = _read_size(handle, deadline)
+            if maxlength is not None and size > maxlength:
+                self.close()
+                raise OSError("bad message length")
+            return _read_exact(handle, size, deadline)
+        except TimeoutError:
+            # Part of a message was read: the stream can no longer be parsed.
+            self.close()
+            raise TimeoutError(
+                f"Connection.recv: a message started but did not finish within {timeout} s;"
+                " the connection was closed"
+            ) from None
 
     def recv_bytes_into(self, buf: Any, offset: int = 0) -> int:
         """Receive one message into the writable buffer *buf* at byte *offset*.
@@ -198,13 +230,23 @@ class Connection:
             _read_into(handle, target)
             return size
 
-    def recv(self) -> Any:
+    def recv(self, *, timeout: float | None = None) -> Any:
         """Receive one message and unpickle it.
+
+        *timeout* (seconds, a polyproc extension) bounds the wait: a process whose peer
+        died while some process still holds a copy of the peer's end never sees end of
+        file, and ``recv()`` would wait forever, as in multiprocessing. ``None`` (the
+        default) waits without limit.
 
         Raises:
             EOFError: the other end closed and nothing is left.
+            TimeoutError: no whole message arrived within *timeout* seconds. If nothing
+                had arrived, the connection stays usable; if a message was cut off half
+                way, the connection is closed.
         """
         handle = self._check_readable()
+        if timeout is not None:
+            return _pickling.loads(self._recv_within(handle, timeout))
         return _pickling.loads(_read_exact(handle, _read_size(handle)))
 
     def poll(self, timeout: float | None = 0.0) -> bool:
@@ -239,20 +281,25 @@ def _write_all(handle: int, data: bytes | memoryview) -> None:
         written += os.write(handle, view[written:])
 
 
-def _read_size(handle: int) -> int:
-    header = _read_exact(handle, 4)
+def _read_size(handle: int, deadline: float | None = None) -> int:
+    header = _read_exact(handle, 4, deadline)
     (size,) = _HEADER.unpack(header)
     if size == -1:
-        (size,) = _LONG_HEADER.unpack(_read_exact(handle, 8))
+        (size,) = _LONG_HEADER.unpack(_read_exact(handle, 8, deadline))
     elif size < 0:
         raise OSError(f"corrupt message header: length {size}")
     return int(size)
 
 
-def _read_exact(handle: int, size: int) -> bytes | bytearray:
-    """Read exactly *size* bytes; EOFError if the stream ends first."""
+def _read_exact(handle: int, size: int, deadline: float | None = None) -> bytes | bytearray:
+    """Read exactly *size* bytes; EOFError if the stream ends first, TimeoutError if
+    *deadline* (a time.monotonic() value) passes first."""
     if size == 0:
         return b""
+    if deadline is not None:
+        buf = bytearray(size)
+        _read_into(handle, memoryview(buf), deadline)
+        return buf
     if size > _SMALL:
         # Large: one buffer, filled in place (a first os.read would allocate and shrink
         # a second buffer of the full size).
@@ -271,10 +318,14 @@ def _read_exact(handle: int, size: int) -> bytes | bytearray:
     return buf
 
 
-def _read_into(handle: int, view: memoryview) -> None:
+def _read_into(handle: int, view: memoryview, deadline: float | None = None) -> None:
     total = view.nbytes
     pos = 0
     while pos < total:
+        if deadline is not None and not wait_readable(
+            [handle], max(0.0, deadline - time.monotonic())
+        ):
+            raise TimeoutError
         got = os.readv(handle, [view[pos:]])
         if got == 0:
             raise EOFError
