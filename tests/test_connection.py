@@ -302,7 +302,7 @@ def test_recv_timeout_when_the_peer_died_but_a_copy_of_its_end_is_open(ctx):
     child.join(SHORT_TIMEOUT)
     assert 3 == child.exitcode
     started = time.monotonic()
-    with pytest.raises(TimeoutError, match="no message within 0.2 s"):
+    with pytest.raises(TimeoutError, match=r"no message within 0\.2 s"):
         mine.recv(timeout=0.2)
     assert 0.15 < time.monotonic() - started < SHORT_TIMEOUT
     with pytest.raises(TimeoutError):
