@@ -275,3 +275,17 @@ def test_child_defaults_to_its_context_start_method(ctx):
     assert reader.poll(SHORT_TIMEOUT)
     assert ctx.get_start_method() == reader.recv()
     p.join(SHORT_TIMEOUT)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_unpicklable_argument_error_names_it_and_never_prints_the_authkey(method):
+    """The error names the lock, not the process's authkey, and no authkey bytes leak."""
+    process = polyproc.get_context(method).Process(target=print, args=(threading.Lock(),))
+    with pytest.raises(SerializationError) as info:
+        process.start()
+    message = str(info.value)
+    assert "_thread.lock" in message and "AuthenticationString" not in message
+    key = bytes(polyproc.current_process().authkey)
+    assert repr(key)[2:-1] not in message
+    assert "32 bytes" in repr(polyproc.current_process().authkey)
+    assert repr(key)[2:-1] not in str(polyproc.current_process().authkey)
