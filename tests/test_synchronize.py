@@ -213,3 +213,25 @@ def _dumps(obj):
     from polyproc._wire._pickling import dumps
 
     return dumps(obj)
+
+
+def test_lock_dropped_by_the_parent_stays_valid_in_the_child(ctx):
+    """The parent drops its lock while a child still uses it, then allocates many new
+    shared objects: the lock's memory must not be recycled into them under the child."""
+    lock = ctx.Lock()
+    go_recv, go_send = ctx.Pipe(duplex=False)
+    result_recv, result_send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_workers.hammer_lock_on_signal,
+                        args=(lock, go_recv, result_send))
+    child.start()
+    del lock
+    import gc
+
+    gc.collect()
+    fresh = [ctx.Semaphore(0) for _ in range(200)]  # would reuse the freed slot
+    go_send.send(True)
+    assert result_recv.poll(SHORT_TIMEOUT)
+    assert result_recv.recv() is True
+    child.join(SHORT_TIMEOUT)
+    assert 0 == child.exitcode
+    assert all(s.get_value() == 0 for s in fresh)  # and the child left them untouched

@@ -10,8 +10,10 @@ of its own for a large block). A block pickles as its segment plus an offset:
 
 A receiving process maps each segment once (looked up by its token). A block returns to
 the free list of its size when the object that allocated it is collected in the process
-that allocated it, as the standard library's heap does; other processes that still use it
-must keep the object alive in the allocating process meanwhile.
+that allocated it, unless another process may hold it: a block that was ever pickled, or
+that existed when this process forked, is never handed out again (its memory goes with
+its segment, once no process maps it). Otherwise a lock dropped by the parent while a
+child still used it would be recycled into, say, a new pool's counters under the child.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Block", "allocate"]
+__all__ = ["Block", "add_segment", "allocate"]
 
 SEGMENT_SIZE = 1 << 20
 ALIGNMENT = 64  # a cache line: two locks never share one
@@ -41,23 +43,25 @@ _segments: weakref.WeakValueDictionary[bytes, Segment] = weakref.WeakValueDictio
 class Block:
     """*size* bytes at *offset* of a shared *segment*; pickles so that it stays shared."""
 
-    __slots__ = ("__weakref__", "_heap_pid", "offset", "segment", "size")
+    __slots__ = ("__weakref__", "_forks_seen", "_heap_pid", "offset", "segment", "size")
 
     def __init__(self, segment: Segment, offset: int, size: int) -> None:
         self.segment = segment
         self.offset = offset
         self.size = size
-        self._heap_pid = 0  # set by the heap that allocated it
+        self._heap_pid = 0  # set by the heap that allocated it; 0: never recycled
+        self._forks_seen = _forks
 
     def view(self) -> memoryview:
         """A writable memoryview of exactly this block."""
         return memoryview(self.segment.map)[self.offset : self.offset + self.size]
 
     def __reduce__(self) -> tuple[type[Block], tuple[Segment, int, int]]:
+        self._heap_pid = 0  # another process may use it from now on: never recycle it
         return Block, (self.segment, self.offset, self.size)
 
     def __del__(self) -> None:
-        if self._heap_pid == os.getpid():
+        if self._heap_pid == os.getpid() and self._forks_seen == _forks:
             _heap.free(self)
 
 
@@ -106,10 +110,26 @@ class _Heap:
 _heap = _Heap()
 os.register_at_fork(after_in_child=_heap.reset_after_fork)
 
+_forks = 0  # forks made by this process: blocks older than the last one are never recycled
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_parent=_count_fork)
+
 
 def allocate(size: int) -> Block:
     """A zero-filled shared block of at least *size* bytes, aligned to 64 bytes."""
     return _heap.allocate(size)
+
+
+def add_segment(segment: Segment) -> None:
+    """Let blocks of *segment* (made outside this heap, e.g. a ``heap.Arena``) that come
+    back to this process find it, instead of mapping it a second time."""
+    _segments[segment.token] = segment
 
 
 def _adopt(token: bytes, size: int, fd: int) -> Segment:

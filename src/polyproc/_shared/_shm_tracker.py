@@ -71,7 +71,17 @@ import sys
 import threading
 import time
 
-__all__ = ["ENV_VAR", "MAX_NAME", "SHM_DIR", "check_name", "main", "register", "unregister"]
+__all__ = [
+    "ENV_VAR",
+    "MAX_NAME",
+    "SHM_DIR",
+    "check_name",
+    "client_fd",
+    "ensure_running",
+    "main",
+    "register",
+    "unregister",
+]
 
 SHM_DIR = "/dev/shm"
 ENV_VAR = "POLYPROC_SHM_TRACKER"
@@ -158,6 +168,30 @@ def register(name: bytes, inode: int) -> None:
 def unregister(name: bytes) -> None:
     """Tell the tracker that segment *name* was unlinked; never raises, never starts one."""
     _send(_UNREGISTER + name, start=False)
+
+
+def ensure_running() -> bool:
+    """Make sure this process has a tracker, starting one if none answers.
+
+    Returns whether a tracker was reached. Never raises and never warns: what is not
+    tracked is told when a segment is registered.
+    """
+    global _client
+    try:
+        with _lock:
+            if _client is None:
+                _client = _Client()
+            # An unregistration of the empty name: a no-op for the tracker, so a probe.
+            return _deliver(_client, _UNREGISTER, True)
+    except Exception:
+        return False
+
+
+def client_fd() -> int | None:
+    """The descriptor of the socket this process talks to its tracker through, or None
+    if it has not talked to one yet."""
+    client = _client
+    return None if client is None else client.sock.fileno()
 
 
 def _send(message: bytes, *, start: bool) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "dumps_with_buffers",
     "loads",
     "main_is_importable",
+    "reducer_table",
     "register_reducer",
     "register_transfer",
     "wrap_large_bytes",
@@ -68,6 +69,14 @@ _transfer_imports: dict[str, Callable[[Any, list[int]], Any]] = {}
 def register_reducer(cls: type, reducer: Callable[[Any], Any]) -> None:
     """Make every polyproc pickler reduce instances of *cls* with *reducer*."""
     _dispatch_table[cls] = reducer
+
+
+def reducer_table() -> dict[type, Callable[[Any], Any]]:
+    """The live table of reducers every polyproc pickler consults (the one
+    :func:`register_reducer` fills): a pickler class that takes it as its
+    ``dispatch_table`` pickles registered types as polyproc does. Mutate it only through
+    :func:`register_reducer`."""
+    return _dispatch_table
 
 
 def register_transfer(
@@ -300,14 +309,16 @@ def dumps_with_buffers(
 _PICKLING_FAILURES = (pickle.PicklingError, TypeError, AttributeError, RecursionError)
 
 
-def _serialization_error(obj: Any, context: str, exc: Exception) -> Exception:
+def _serialization_error(
+    obj: Any, context: str, exc: Exception, pickler: Callable[[Any], pickle.Pickler] | None = None
+) -> Exception:
     """The error to raise for *obj* that failed to pickle with *exc*.
 
     A failure of pickle itself becomes a SerializationError naming the object and the
     call; an exception raised by the object's own pickling code is raised as itself (as
     multiprocessing lets it through), with a note naming the object and the call.
     """
-    culprit = _find_culprit(obj)
+    culprit = _find_culprit(obj, pickler or _by_value_pickler)
     where = "" if culprit is obj else f" because it contains {describe(culprit)}"
     message = f"{context}: cannot pickle {describe(obj)}{where}"
     if isinstance(exc, _PICKLING_FAILURES):
@@ -318,8 +329,16 @@ def _serialization_error(obj: Any, context: str, exc: Exception) -> Exception:
     return exc
 
 
-def _find_culprit(obj: Any, depth: int = 0) -> Any:
-    """Walk containers to find the innermost object that fails to pickle (error path only)."""
+def _by_value_pickler(file: Any) -> pickle.Pickler:
+    return ByValuePickler(file, PROTOCOL)
+
+
+def _find_culprit(obj: Any, pickler: Callable[[Any], pickle.Pickler], depth: int = 0) -> Any:
+    """Walk containers to find the innermost object that fails to pickle (error path only).
+
+    Each candidate is tried with the *pickler* that failed: a process start's pickler
+    passes what only it may pass (the authkey), which must not be blamed, nor printed.
+    """
     if depth > 8:
         return obj
     children: list[Any] = []
@@ -331,22 +350,37 @@ def _find_culprit(obj: Any, depth: int = 0) -> Any:
         children = list(vars(obj).values())
     for child in children:
         try:
-            ByValuePickler(io.BytesIO(), PROTOCOL).dump(child)
+            pickler(io.BytesIO()).dump(child)
         except Exception:
-            return _find_culprit(child, depth + 1)
+            return _find_culprit(child, pickler, depth + 1)
     return obj
+
+
+class ChildDescriptors(list[int]):
+    """The descriptors a child must receive, holding the objects that own them.
+
+    An object made while pickling (a ``DupFd`` that a registered reducer creates) would
+    otherwise be collected, closing its descriptor, before the child has received it:
+    keep this list until the descriptors are passed.
+    """
+
+    __slots__ = ("owners",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owners: list[Any] = []
 
 
 class TransferPickler(ByValuePickler):
     """The pickler of a process start: collects descriptors of transferable objects.
 
     After :meth:`dump`, :attr:`fds` holds the descriptors the child must receive, in the
-    order :class:`TransferUnpickler` expects them.
+    order :class:`TransferUnpickler` expects them (and the objects that own them).
     """
 
     def __init__(self, file: Any) -> None:
         super().__init__(file, PROTOCOL)
-        self.fds: list[int] = []
+        self.fds = ChildDescriptors()
         self._index: dict[int, int] = {}
 
     def _add_fd(self, fd: int) -> int:
@@ -360,6 +394,7 @@ class TransferPickler(ByValuePickler):
         transfer = _transfers.get(type(obj))
         if transfer is None:
             return None
+        self.fds.owners.append(obj)
         cls = type(obj)
         key = f"{cls.__module__}.{cls.__qualname__}"
         return ("polyproc-transfer", key, transfer[0](obj, self._add_fd))
@@ -384,6 +419,9 @@ class TransferUnpickler(pickle.Unpickler):
 def dumps_for_child(obj: Any, *, context: str) -> tuple[bytes, list[int]]:
     """Pickle *obj* for a process being started; return the bytes and descriptors to pass.
 
+    The descriptors stay open for as long as the returned list is kept (see
+    :class:`ChildDescriptors`): keep it until they are passed.
+
     Raises:
         SerializationError: as :func:`dumps`.
     """
@@ -392,7 +430,7 @@ def dumps_for_child(obj: Any, *, context: str) -> tuple[bytes, list[int]]:
     try:
         pickler.dump(obj)
     except Exception as exc:
-        raise _serialization_error(obj, context, exc)  # noqa: B904 - cause set inside
+        raise _serialization_error(obj, context, exc, TransferPickler)  # noqa: B904
     return buf.getvalue(), pickler.fds
 
 
