@@ -162,3 +162,48 @@ def test_process_pool_executor_default_context_and_worker_identity(method: str) 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_process_pool_executor_max_tasks_per_child(method: str) -> None:
     assert _run_client("max_tasks", method) == 3
+
+
+_WITHOUT_INSTALL = textwrap.dedent("""
+    import os, signal, sys
+    import polyproc
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    def square(x):
+        return x * x
+
+    def suicide(_):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if __name__ == "__main__":
+        try:
+            pool = ProcessPoolExecutor(2, mp_context=polyproc.get_context(sys.argv[1]))
+        except RuntimeError as exc:
+            print("refused:", exc)
+            sys.exit(0)
+        with pool:
+            print(list(pool.map(square, range(5))))
+            print(type(pool.submit(suicide, 0).exception(timeout=30)).__name__)
+""")
+
+
+def test_executor_given_a_polyproc_fork_context_without_install_works(tmp_path) -> None:
+    script = tmp_path / "no_install.py"
+    script.write_text(_WITHOUT_INSTALL)
+    done = _python(str(script), "fork")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[0, 1, 4, 9, 16]", "BrokenProcessPool"]
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_executor_given_a_fresh_interpreter_context_without_install_says_the_fix(
+    tmp_path, method: str
+) -> None:
+    """Refused at construction, naming the fix, instead of failing obscurely at a submit."""
+    script = tmp_path / "no_install.py"
+    script.write_text(_WITHOUT_INSTALL)
+    done = _python(str(script), method)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refused:")
+    assert "polyproc.install()" in done.stdout and "polyproc run" in done.stdout

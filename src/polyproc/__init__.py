@@ -77,6 +77,7 @@ __all__ = [
     "install",
     "log_to_stderr",
     "parent_process",
+    "reducer",
     "set_executable",
     "set_forkserver_preload",
     "set_start_method",
@@ -138,7 +139,14 @@ def install(*, children: bool = True) -> None:
     _install(children=children)
 
 
+# As in multiprocessing's package namespace.
+SUBDEBUG = 5
+SUBWARNING = 25
+
+
 def __getattr__(name: str) -> object:
+    if name == "reducer":  # the default context's reducer: polyproc.reduction, on first use
+        return _default.reducer
     if name in _LAZY_SUBMODULES:
         import importlib
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 from . import util
+from ._process import _finalize
 from ._process._process import (
     BaseProcess,
     active_children,
@@ -25,9 +27,10 @@ from .exceptions import AuthenticationError, BufferTooShort, ProcessError, Timeo
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    import types
     from typing import Any
 
-    from . import managers, pool, queues, synchronize
+    from . import managers, pool, popen_fork, queues, synchronize
 
 
 __all__ = [
@@ -40,31 +43,82 @@ __all__ = [
     "Process",
     "SpawnContext",
     "SpawnProcess",
+    "assert_spawning",
+    "get_spawning_popen",
+    "set_spawning_popen",
 ]
+
+# The Popen module of each start method (the standard library's Process._Popen).
+_POPEN_MODULES = {
+    "fork": "popen_fork",
+    "spawn": "popen_spawn_posix",
+    "forkserver": "popen_forkserver",
+}
+
+
+def _popen(method: str, process_obj: BaseProcess) -> popen_fork.Popen:
+    import importlib  # the Popen classes are for code that asks for them: load on demand
+
+    module = importlib.import_module(f"{__package__}.{_POPEN_MODULES[method]}")
+    popen: popen_fork.Popen = module.Popen(process_obj)
+    return popen
+
+
+def _after_fork() -> None:
+    """What a child does at its start: forget inherited finalizers, run after-fork hooks."""
+    _finalize.child_started()
 
 
 class Process(BaseProcess):
     """A process started with the default context's start method."""
 
     _start_method = None
+    _after_fork = staticmethod(_after_fork)
+
+    @staticmethod
+    def _Popen(process_obj: BaseProcess) -> popen_fork.Popen:
+        """Start *process_obj* with the default start method; return its Popen handle.
+
+        ``start()`` does not go through it (it uses the launchers directly).
+        """
+        method = _default_context.get_context().get_start_method() or "fork"
+        return _popen(method, process_obj)
 
 
 class ForkProcess(BaseProcess):
     """A process started by ``fork``."""
 
     _start_method = "fork"
+    _after_fork = staticmethod(_after_fork)
+
+    @staticmethod
+    def _Popen(process_obj: BaseProcess) -> popen_fork.Popen:
+        """Start *process_obj* with ``fork``; return its Popen handle."""
+        return _popen("fork", process_obj)
 
 
 class SpawnProcess(BaseProcess):
     """A process started by ``spawn``: a fresh interpreter."""
 
     _start_method = "spawn"
+    _after_fork = staticmethod(_after_fork)
+
+    @staticmethod
+    def _Popen(process_obj: BaseProcess) -> popen_fork.Popen:
+        """Start *process_obj* with ``spawn``; return its Popen handle."""
+        return _popen("spawn", process_obj)
 
 
 class ForkServerProcess(BaseProcess):
     """A process forked by the fork server."""
 
     _start_method = "forkserver"
+    _after_fork = staticmethod(_after_fork)
+
+    @staticmethod
+    def _Popen(process_obj: BaseProcess) -> popen_fork.Popen:
+        """Start *process_obj* with ``forkserver``; return its Popen handle."""
+        return _popen("forkserver", process_obj)
 
 
 class BaseContext:
@@ -102,8 +156,16 @@ class BaseContext:
 
     # -- shared state (polyproc.synchronize, polyproc.sharedctypes) -------------------
     def Lock(self) -> synchronize.Lock:
-        """A non-recursive lock shared between processes."""
+        """A non-recursive lock shared between processes.
+
+        Raises:
+            RuntimeError: called by the standard library's ``multiprocessing.queues`` for a
+                context that starts fresh interpreters (see :func:`_refuse_stdlib_queue`).
+        """
         from . import synchronize  # on first use: it costs a spawned child ms to import
+
+        if sys._getframe(1).f_globals.get("__name__") == "multiprocessing.queues":
+            _refuse_stdlib_queue(self)
         return synchronize.Lock()
 
     def RLock(self) -> synchronize.RLock:
@@ -265,8 +327,49 @@ class BaseContext:
         """Send polyproc's log records to stderr (see :func:`polyproc.util.log_to_stderr`)."""
         return util.log_to_stderr(level)
 
+    @property
+    def reducer(self) -> types.ModuleType:
+        """The module that reduces objects for other processes: :mod:`polyproc.reduction`.
+
+        Setting it replaces what this property (and ``polyproc.context.reduction``)
+        returns, as in the standard library; polyproc's own pickling of process starts,
+        queues and connections is not routed through it.
+        """
+        return _reduction()
+
+    @reducer.setter
+    def reducer(self, reduction: types.ModuleType) -> None:
+        global _reduction_override
+        _reduction_override = reduction
+
+    def _check_available(self) -> None:
+        """Every start method of polyproc is available on Linux: never raises."""
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} start method {self.get_start_method(True)!r}>"
+
+
+def _refuse_stdlib_queue(context: BaseContext) -> None:
+    """Fail early, and say the fix, when the standard library's queue is being built on a
+    polyproc context that cannot carry it.
+
+    That happens with ``concurrent.futures.ProcessPoolExecutor(mp_context=polyproc...)``
+    when polyproc is not installed as multiprocessing: the executor's call queue is the
+    standard library's, whose pipes and pickling rules polyproc's spawn and forkserver
+    children cannot receive (it would fail later, at the first submit, obscurely). Under
+    fork the child inherits everything and it works.
+    """
+    method = context.get_start_method()
+    if method == "fork":
+        return
+    raise RuntimeError(
+        "the standard library's multiprocessing.queues.Queue (used by concurrent.futures' "
+        f"ProcessPoolExecutor) cannot run on polyproc's {method!r} context unless polyproc "
+        "is installed as multiprocessing: call polyproc.install() before importing "
+        "concurrent.futures (or start the program with `polyproc run`), then pass "
+        f"mp_context=multiprocessing.get_context({method!r}); or use "
+        "polyproc.pool.PoolExecutor"
+    )
 
 
 class ForkContext(BaseContext):
@@ -338,3 +441,55 @@ runtime.default_context = default_context.get_context
 if sys.platform != "linux":  # pragma: no cover - polyproc targets Linux first
     raise ImportError("polyproc currently supports Linux only")
 
+_default_context = default_context
+
+_reduction_override: types.ModuleType | None = None
+
+
+def _reduction() -> types.ModuleType:
+    if _reduction_override is not None:
+        return _reduction_override
+    import importlib  # polyproc.reduction loads on first use, as the factories' modules do
+
+    return importlib.import_module(f"{__package__}.reduction")
+
+
+def __getattr__(name: str) -> object:
+    # ``context.reduction``: the reducer module, resolved when first asked for.
+    if name == "reduction":
+        return _reduction()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _force_start_method(method: str) -> None:
+    """Make *method* the default start method, whatever was set before."""
+    runtime.start_method = _concrete_contexts[method]._name
+
+
+# -- "is this thread spawning a child?" ---------------------------------------------------
+# Set by the spawn and fork-server Popen classes while they pickle the process object.
+
+_tls = threading.local()
+
+
+def get_spawning_popen() -> Any:
+    """The Popen object whose process object this thread is pickling, or ``None``."""
+    return getattr(_tls, "spawning_popen", None)
+
+
+def set_spawning_popen(popen: Any) -> None:
+    """Record (or, with ``None``, clear) the Popen this thread is pickling for."""
+    _tls.spawning_popen = popen
+
+
+def assert_spawning(obj: object) -> None:
+    """Check that *obj* is being pickled to start a child (under spawn or forkserver).
+
+    Raises:
+        RuntimeError: it is not; such objects may only reach a child by inheritance.
+    """
+    if get_spawning_popen() is None:
+        raise RuntimeError(
+            f"{type(obj).__name__} objects should only be shared between processes"
+            " through inheritance"
+        )
