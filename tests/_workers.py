@@ -473,3 +473,12 @@ def busy_for(seconds: float) -> float:
     while time.perf_counter() < deadline:
         pass
     return seconds
+
+
+def hammer_lock_on_signal(lock: Any, go: Any, conn: Any) -> None:
+    """When *go* arrives, take and release *lock* many times; report success."""
+    go.recv()
+    for _ in range(1000):
+        lock.acquire()
+        lock.release()
+    conn.send(lock.acquire(timeout=5) and not lock.release())

@@ -83,7 +83,7 @@ def test_life_cycle_attributes(ctx):
     assert -signal.SIGTERM == p.exitcode
     assert not p.is_alive()
     assert p not in polyproc.active_children()
-    assert "exitcode=SIGTERM" in repr(p)
+    assert "exitcode=-SIGTERM" in repr(p)
 
 
 def test_kill_gives_negative_sigkill(ctx):

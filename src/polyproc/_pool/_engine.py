@@ -49,6 +49,7 @@ import socket
 import threading
 import time
 
+from .._os import _log
 from .._os._procs import describe_exit
 from .._os._wait import wait_readable
 from .._shared import _heap
@@ -415,9 +416,11 @@ class PoolEngine:
         process = self._ctx.Process(
             target=worker_main,
             args=(child_conn, block, self._initializer, self._initargs, self._options),
-            name=f"{self.name}-worker",
             daemon=True,
         )
+        # ForkPoolWorker-3 and the like: the context's process name, numbered by the
+        # process counter, as multiprocessing names its workers.
+        process.name = process.name.replace("Process", "PoolWorker")
         try:
             process.start()
         except BaseException:
@@ -425,6 +428,7 @@ class PoolEngine:
             raise
         finally:
             child_conn.close()
+        _log.debug("added worker")
         return _Worker(process, FrameSocket(parent_end), block)
 
     def _register(self, worker: _Worker) -> None:
@@ -712,6 +716,7 @@ class PoolEngine:
     def _on_exit(self, worker: _Worker, deliveries: list[tuple[Any, ...]]) -> None:
         if worker not in self._workers:
             return
+        _log.debug("cleaning up worker %d", self._workers.index(worker))
         self._workers.remove(worker)
         for fd in (worker.sock.fileno(), worker.process.sentinel):
             if self._by_fd.pop(fd, None) is not None:

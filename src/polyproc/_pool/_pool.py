@@ -20,7 +20,10 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
+import weakref
 
+from .._os import _log
+from .._process._finalize import Finalize
 from .._process._state import runtime
 from .._wire import _pickling
 from ..exceptions import TimeoutError, WorkerLostError
@@ -163,7 +166,15 @@ class Pool:
                 retries, retry_on,
             )
         self._processes = self._engine.size
-        self._encoder = self._encode  # one bound method for every batch to keep
+        # One encoder for every batch to keep. Not the bound method: the pool would then
+        # refer to itself, live on until the cyclic garbage collector runs, and be
+        # finalized late (the standard library's is finalized as soon as it is dropped).
+        self._encoder = _WeakEncoder(self)
+        # As in multiprocessing: the pool is torn down when it is garbage collected or,
+        # at the latest, at exit (before the children are joined), and the teardown logs.
+        self._terminate = Finalize(
+            self, _terminate_pool, args=(self._engine,), exitpriority=15
+        )
 
     def _make_engine(self, *args: Any) -> Any:
         return PoolEngine(*args)
@@ -415,7 +426,7 @@ class Pool:
         total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
         tracker = ProgressTracker(progress, total) if progress else None
         self._engine.add_source(
-            _ImapSource(func, iter(iterable), chunksize, results, timeout, self._encode, tracker)
+            _ImapSource(func, iter(iterable), chunksize, results, timeout, self._encoder, tracker)
         )
         return results
 
@@ -429,11 +440,17 @@ class Pool:
     # -- life cycle --------------------------------------------------------------------
     def close(self) -> None:
         """Accept no more tasks; the workers exit once the queued ones are done."""
+        _log.debug("closing pool")
         self._engine.close()
 
     def terminate(self) -> None:
         """Stop the workers now; tasks not yet completed fail with ProcessError."""
-        self._engine.terminate()
+        _log.debug("terminating pool")
+        finalizer = getattr(self, "_terminate", None)
+        if finalizer is not None and finalizer.still_active():
+            finalizer()
+        else:
+            self._engine.terminate()  # already torn down, or in a forked copy: idempotent
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the workers to exit (after close or terminate).
@@ -441,6 +458,7 @@ class Pool:
         Raises:
             ValueError: the pool is still running.
         """
+        _log.debug("joining pool")
         self._engine.join(timeout)
 
     def __enter__(self) -> Pool:
@@ -456,7 +474,8 @@ class Pool:
             warnings.warn(
                 f"unclosed running multiprocessing pool {self!r}", ResourceWarning, stacklevel=2
             )
-            engine.terminate()
+            if getattr(self, "_terminate", None) is None:
+                engine.terminate()  # no finalizer to do it (__init__ failed after the engine)
 
     def __reduce__(self) -> Any:
         raise NotImplementedError(
@@ -465,6 +484,42 @@ class Pool:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} state={self._engine._state} pool_size={self._processes}>"
+
+
+class _WeakEncoder:
+    """``pool._encode`` without a strong reference to the pool."""
+
+    __slots__ = ("_method",)
+
+    def __init__(self, pool: Pool) -> None:
+        self._method = weakref.WeakMethod(pool._encode)
+
+    def __call__(self, payload: tuple[Any, ...], context: str) -> tuple[Any, Any]:
+        encode = self._method()
+        if encode is None:  # a task run again after its pool was dropped: fail that task
+            raise ValueError("Pool not running")
+        return encode(payload, context)
+
+
+def _terminate_pool(engine: Any) -> None:
+    """Tear the pool down, logging the stages of multiprocessing's own teardown.
+
+    The pool's finalizer: run once, by ``terminate()``, at garbage collection or at exit.
+    It must not refer to the Pool itself (its garbage collection triggers it).
+    """
+    processes = isinstance(engine, PoolEngine)
+    _log.debug("finalizing pool")
+    # polyproc has no task and result handler threads, but the stages are the same.
+    _log.debug("helping task handler/workers to finish")
+    _log.debug("removing tasks from inqueue until task handler finished")
+    _log.debug("joining worker handler")
+    if processes:
+        _log.debug("terminating workers")
+    engine.terminate()  # kills the workers, fails what is pending, joins the manager
+    _log.debug("joining task handler")
+    _log.debug("joining result handler")
+    if processes:
+        _log.debug("joining pool workers")
 
 
 def _range_describer(name: str, offset: int, context: str) -> Callable[[int, int], str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 
+from .._os import _log
 from ..exceptions import InitializerError, ProcessError
 from ._stats import PoolStatistics
 from ._worker import APPLY, STARMAP
@@ -52,6 +53,7 @@ class ThreadEngine:
         ]
         for thread in self._threads:
             thread.start()
+            _log.debug("added worker")
 
     @property
     def size(self) -> int:

@@ -29,7 +29,6 @@ A worker ignores SIGINT: Ctrl-C is the parent's to handle (it terminates the wor
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import select
 import signal
@@ -38,12 +37,14 @@ import struct
 import threading
 import time
 
+from .._os import _log
 from .._wire import _pickling
 from .._wire._frames import FrameSocket
 from .._wire._remote_error import pack_exception as _pack
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Callable
     from typing import Any
 
@@ -115,31 +116,38 @@ class _Channel:
             self.sock.send([(payload, buffers)])
 
 
-class _ForwardingHandler(logging.Handler):
-    """Sends each record to the parent, which hands it to its own handlers."""
+def _forwarding_handler(channel: _Channel, level: int) -> logging.Handler:
+    """A handler that sends each record to the parent, which hands it to its handlers.
 
-    def __init__(self, channel: _Channel, level: int) -> None:
-        super().__init__(level)
-        self._channel = channel
+    Defined on demand: a worker that forwards no logs never imports :mod:`logging`
+    (a spawned worker's start-up time).
+    """
+    import logging
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            attributes = dict(record.__dict__)
-            attributes["msg"] = record.getMessage()
-            attributes["args"] = None
-            if record.exc_info:
-                attributes["exc_text"] = logging.Formatter().formatException(record.exc_info)
-            attributes["exc_info"] = None
-            self._channel.send((LOG, attributes))
-        except Exception:
-            self.handleError(record)
+    class ForwardingHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                attributes = dict(record.__dict__)
+                attributes["msg"] = record.getMessage()
+                attributes["args"] = None
+                if record.exc_info:
+                    formatter = logging.Formatter()
+                    attributes["exc_text"] = formatter.formatException(record.exc_info)
+                attributes["exc_info"] = None
+                channel.send((LOG, attributes))
+            except Exception:
+                self.handleError(record)
+
+    return ForwardingHandler(level)
 
 
 def _forward_logs(channel: _Channel, level: int) -> None:
+    import logging
+
     root = logging.getLogger()
     for handler in list(root.handlers):  # inherited by fork: the parent prints instead
         root.removeHandler(handler)
-    root.addHandler(_ForwardingHandler(channel, level))
+    root.addHandler(_forwarding_handler(channel, level))
     root.setLevel(level)
 
 
@@ -170,15 +178,17 @@ def worker_main(
             channel.send((INIT_FAILED, pack_exception(exc, where)))
             return
     try:
-        _serve(sock, channel, started_block.view().cast("q"), where, options)
+        completed = _serve(sock, channel, started_block.view().cast("q"), where, options)
     except (EOFError, OSError):
-        pass  # the parent is gone, or closed our socket: nothing left to report to
+        return  # the parent is gone, or closed our socket: nothing left to report to
+    _log.debug("worker exiting after %d tasks", completed)
 
 
 def _serve(
     sock: FrameSocket, channel: _Channel, started: memoryview, where: str,
     options: WorkerOptions,
-) -> None:
+) -> int:
+    """Run batches until told to stop or a limit is hit; return the tasks run."""
     threshold = options.buffer_threshold
     maxtasks = options.maxtasks
     statm = os.open("/proc/self/statm", os.O_RDONLY) if options.max_memory else -1
@@ -203,15 +213,20 @@ def _serve(
             if outbox:
                 flush()
             if maxtasks is not None and tasks_started >= maxtasks:
-                return
+                return tasks_started
             _spin_until_readable(poller, _SPIN_S)
-            queue.extend(sock.receive())
+            try:
+                queue.extend(sock.receive())
+            except (EOFError, OSError):
+                _log.debug("worker got EOFError or OSError -- exiting")
+                return tasks_started
             continue
         frame, buffers = queue.popleft()
         if not frame:
             if outbox:
                 flush()
-            return
+            _log.debug("worker got sentinel -- exiting")
+            return tasks_started
         began = time.perf_counter()
         batch_id, start, stop, chunksize = BATCH_HEADER.unpack_from(frame)
         try:
@@ -256,7 +271,7 @@ def _serve(
                     busy += now - began
                     flush()
                     channel.send((RETIRE, f"memory {resident >> 20} MiB over the cap"))
-                    return
+                    return tasks_started
             if now - last_flush >= _FLUSH_INTERVAL_S:
                 busy += now - began
                 began = now

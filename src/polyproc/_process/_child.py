@@ -15,10 +15,11 @@ import sys
 import threading
 import time
 
-from .._os import _lifeline
+from .._os import _lifeline, _log
 from .._os._wait import wait_readable
 from .._wire._remote_error import pack_exception
-from ._process import ParentProcess, exit_children
+from . import _finalize
+from ._process import ParentProcess, exit_children, flush_std_streams
 from ._state import runtime
 
 # typing costs a spawned child ~8 ms to import; annotations are never evaluated.
@@ -81,10 +82,17 @@ def run_child(
     _inherit_settings(process)
     watch_parent(parent_handle, by_kernel=watch_by_kernel)
     _stdin_to_devnull()
+    _finalize.child_started()  # util.register_after_fork hooks; no inherited finalizers
+    exitcode = 1
     try:
         try:
-            process.run()
-            exitcode = 0
+            _log.info("child process calling self.run()")
+            try:
+                process.run()
+                exitcode = 0
+            finally:
+                # Before an uncaught exception is printed, as in the standard library.
+                _finalize.child_exiting()  # util.Finalize callbacks with an exitpriority
         except SystemExit as exc:
             exitcode = _exit_code_of(exc)
         except BaseException as exc:
@@ -97,6 +105,7 @@ def run_child(
         finally:
             _join_non_daemon_threads()
             exit_children()
+            _log.info("process exiting with exitcode %d", exitcode)
     finally:
         flush_std_streams()
         os.close(report_fd)
@@ -112,10 +121,8 @@ def _inherit_settings(process: Any) -> None:
     method = process._start_method or inherited.get("start_method")
     if method is not None:
         runtime.start_method = method
-    if inherited.get("log_level") is not None:
-        import logging  # only when the parent configured polyproc's logger
-
-        logging.getLogger("polyproc").setLevel(inherited["log_level"])
+    # Imports logging only if the parent had configured multiprocessing's logger.
+    _log.apply_inherited(inherited.get("log", {}))
     # After a fork the main thread is another OS thread: refresh its native id.
     set_native_id = getattr(threading.main_thread(), "_set_native_id", None)
     if set_native_id is not None:
@@ -157,12 +164,3 @@ def _join_non_daemon_threads() -> None:
     for thread in threading.enumerate():
         if thread is not current and not thread.daemon and thread.is_alive():
             thread.join()
-
-
-def flush_std_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (AttributeError, ValueError, OSError):
-            pass

@@ -37,6 +37,7 @@ from ._state import runtime
 # typing costs a spawned child ~8 ms to import; annotations are never evaluated.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = ["PID", "STATUS", "ForkServerChild", "ForkServerLauncher", "connect_request"]
@@ -102,13 +103,15 @@ class ForkServerChild:
     def read_report(self) -> bytes | None:
         return read_available(self._report_fd) or None if self._report_fd is not None else None
 
-    def close(self) -> None:
+    def close(self, _close: Callable[[int], None] = os.close) -> None:
+        # os.close bound at definition: __del__ may run at interpreter exit, after the
+        # os module's globals were cleared.
         self._conn.close()
         pidfd, self._pidfd = self._pidfd, None
         if pidfd is not None:
-            os.close(pidfd)
+            _close(pidfd)
         if self._report_fd is not None:
-            os.close(self._report_fd)
+            _close(self._report_fd)
             self._report_fd = None
 
     def __del__(self) -> None:

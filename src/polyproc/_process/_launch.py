@@ -11,6 +11,8 @@ import io
 import os
 import pickle
 import signal
+import struct
+import sys
 import threading
 
 from .._os._pipes import read_available
@@ -19,12 +21,14 @@ from .._os._spawn import interpreter_flags, spawn_executable
 from .._os._wait import wait_readable
 from .._wire import _pickling
 from . import _forkserver, _prepare
-from ._child import flush_std_streams, run_child
+from ._child import run_child
+from ._process import flush_std_streams
 from ._state import runtime
 
 # typing costs a spawned child ~8 ms to import; annotations are never evaluated.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, Protocol
 
     class ChildHandle(Protocol):
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
         def close(self) -> None:
             """Release the descriptors."""
 
-__all__ = ["ChildHandle", "DirectChild", "ForkLauncher", "SpawnLauncher"]
+__all__ = ["PAYLOAD_LENGTH", "ChildHandle", "DirectChild", "ForkLauncher", "SpawnLauncher"]
 
 
 class DirectChild:
@@ -93,12 +97,14 @@ class DirectChild:
     def read_report(self) -> bytes | None:
         return read_available(self._report_fd) or None if self._report_fd is not None else None
 
-    def close(self) -> None:
+    def close(self, _close: Callable[[int], None] = os.close) -> None:
+        # os.close bound at definition: __del__ may run at interpreter exit, after the
+        # os module's globals were cleared.
         sentinel, self.sentinel = self.sentinel, -1
         if sentinel >= 0:
-            os.close(sentinel)
+            _close(sentinel)
         if self._report_fd is not None:
-            os.close(self._report_fd)
+            _close(self._report_fd)
             self._report_fd = None
 
     def __del__(self) -> None:
@@ -138,6 +144,8 @@ class ForkLauncher:
 
 
 SPAWN_ENTRY = "from polyproc._process._spawn_main import main; main()"
+#: The header of a spawn payload: its length in bytes.
+PAYLOAD_LENGTH = struct.Struct("!Q")
 
 
 class SpawnLauncher:
@@ -177,6 +185,9 @@ class SpawnLauncher:
         child = DirectChild(pid, report_r)
         try:
             with open(payload_w, "wb", closefd=True) as pipe:
+                # Length first: a child whose parent dies mid-write (os._exit in another
+                # thread, a signal) sees a short payload and leaves quietly.
+                pipe.write(PAYLOAD_LENGTH.pack(len(payload)))
                 pipe.write(payload)
         except BrokenPipeError:
             pass  # the child died before reading; its exit code tells the story
@@ -193,9 +204,38 @@ def encode_payload(process: Any, *, with_preparation: bool) -> tuple[bytes, list
     """
     head = b""
     if with_preparation:
-        head = pickle.dumps(_prepare.collect(process), _pickling.PROTOCOL)
+        data = _prepare.collect(process)
+        if "main_path" not in data and "main_name" not in data:
+            main_path = _main_path_at_import()
+            if main_path is not None:
+                data["main_path"] = main_path
+        head = pickle.dumps(data, _pickling.PROTOCOL)
     body, fds = _pickling.dumps_for_child(process, context=f"{type(process).__name__}.start")
     return head + body, fds
+
+
+# Python deletes __main__.__file__ once the script has run, but a daemon thread may still
+# start a child while the interpreter exits: remember where the main module came from.
+_MAIN_AT_IMPORT = sys.modules.get("__main__")
+_MAIN_FILE_AT_IMPORT: str | None = getattr(_MAIN_AT_IMPORT, "__file__", None)
+if _MAIN_FILE_AT_IMPORT is not None:
+    _MAIN_FILE_AT_IMPORT = os.path.abspath(_MAIN_FILE_AT_IMPORT)
+
+
+def _main_path_at_import() -> str | None:
+    """The main script's path if ``__main__`` is the script that ran and lost its
+    ``__file__`` since polyproc was imported; else ``None``."""
+    main = sys.modules.get("__main__")
+    if (
+        main is None
+        or main is not _MAIN_AT_IMPORT
+        or _MAIN_FILE_AT_IMPORT is None
+        or hasattr(main, "__file__")
+        or getattr(main, "__spec__", None) is not None
+        or _MAIN_FILE_AT_IMPORT.endswith(("<stdin>", "<string>"))
+    ):
+        return None
+    return _MAIN_FILE_AT_IMPORT
 
 
 def decode_payload(

@@ -12,8 +12,10 @@ import atexit
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 
+from .._os import _log
 from .._os._wait import wait_readable
 from .._wire import _pickling
 from .._wire._remote_error import unpack_exception
@@ -60,6 +62,12 @@ class AuthenticationString(bytes):
         raise TypeError(
             "Pickling an AuthenticationString object is disallowed for security reasons"
         )
+
+    def __repr__(self) -> str:
+        # Never print the secret: error messages and logs show objects by their repr.
+        return f"<AuthenticationString of {len(self)} bytes>"
+
+    __str__ = __repr__
 
 
 def _export_authkey(key: AuthenticationString, add_fd: Any) -> bytes:
@@ -148,11 +156,24 @@ class BaseProcess:
         if method is None:  # the default context: fixed by the first start, as in the stdlib
             method = runtime.start_method = runtime.start_method or default_start_method()
         # What the child inherits of our settings, whichever method starts it.
-        self._inherited = {"start_method": runtime.start_method, "log_level": _log_level()}
-        self._handle = runtime.launchers[method].launch(self)
-        # Drop our references: the child has its own copies now (as the stdlib does).
-        del self._target, self._args, self._kwargs
-        runtime.children.add(self)
+        self._inherited = {"start_method": runtime.start_method, "log": _log.inherited_settings()}
+        # Text printed before start() comes before the child's, and a forked child does
+        # not print it a second time: flush, whatever the method (as the stdlib does).
+        flush_std_streams()
+        me = threading.get_ident()
+        with _launches.changed:
+            _launches.threads[me] = _launches.threads.get(me, 0) + 1
+        try:
+            self._handle = runtime.launchers[method].launch(self)
+            # Drop our references: the child has its own copies now (as the stdlib does).
+            del self._target, self._args, self._kwargs
+            runtime.children.add(self)
+        finally:
+            with _launches.changed:
+                _launches.threads[me] -= 1
+                if not _launches.threads[me]:
+                    del _launches.threads[me]
+                _launches.changed.notify_all()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the process ends, or until *timeout* seconds pass.
@@ -323,21 +344,58 @@ class BaseProcess:
         return "<{}>".format(" ".join(info))
 
 
-def _log_level() -> int | None:
-    """The effective level of polyproc's logger, if this process ever configured it."""
-    logging = sys.modules.get("logging")
-    if logging is None or "polyproc" not in logging.Logger.manager.loggerDict:
-        return None
-    return int(logging.getLogger("polyproc").getEffectiveLevel())
+# -N -> "-SIGNAME", built as the standard library builds it (SIGPOLL, not SIGIO, for 29).
+_EXITCODE_NAMES = {
+    -signum: f"-{name}"
+    for name, signum in list(signal.__dict__.items())
+    if name[:3] == "SIG" and "_" not in name
+}
 
 
 def _exitcode_name(code: int) -> str:
-    if code < 0:
+    return _EXITCODE_NAMES.get(code, str(code))
+
+
+class _Launches:
+    """The threads of this process inside ``start()``, for the exit sequence to wait on.
+
+    A program may start a process from a (daemon) thread while its main thread exits:
+    the child is not a child of ours yet (not joined, not terminated) until ``start()``
+    returns, and under spawn its payload is still being written.
+    """
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition(threading.Lock())
+        self.threads: dict[int, int] = {}  # thread ident -> starts in progress
+
+    def wait_for_others(self, timeout: float) -> None:
+        me = threading.get_ident()
+        with self.changed:
+            self.changed.wait_for(lambda: not set(self.threads) - {me}, timeout)
+
+
+_launches = _Launches()
+
+
+def _reset_launches() -> None:
+    global _launches
+    _launches = _Launches()  # a forked child: its parent's other threads are not here
+
+
+os.register_at_fork(after_in_child=_reset_launches)
+
+#: How long the exit sequence waits for starts in progress in other threads.
+LAUNCH_GRACE_S = 10.0
+
+
+def flush_std_streams() -> None:
+    """Flush ``sys.stdout`` and ``sys.stderr``, ignoring closed or missing streams."""
+    for stream in (sys.stdout, sys.stderr):
         try:
-            return signal.Signals(-code).name
-        except ValueError:
+            if stream is not None:
+                stream.flush()
+        except (AttributeError, ValueError, OSError):
             pass
-    return str(code)
 
 
 class _StateError(AssertionError):
@@ -403,7 +461,8 @@ class ParentProcess(BaseProcess):
         wait_readable([self._sentinel_fd], timeout)
 
     def __repr__(self) -> str:
-        return f"<ParentProcess name={self._name!r} pid={self._pid}>"
+        # The standard library's repr of its _ParentProcess (its status is "unknown").
+        return f"<_ParentProcess name={self._name!r} parent=None unknown>"
 
 
 def current_process() -> BaseProcess:
@@ -430,14 +489,26 @@ def active_children() -> list[BaseProcess]:
 
 
 def exit_children() -> None:
-    """What multiprocessing does at exit: terminate daemonic children, join the others."""
+    """What multiprocessing does at exit: terminate daemonic children, join the others.
+
+    A start in progress in another thread is waited for first, so that its child is
+    terminated or joined too instead of being left half-started.
+    """
+    _launches.wait_for_others(LAUNCH_GRACE_S)
     for child in active_children():
         if child.daemon:
+            _log.info("calling terminate() for daemon %s", child.name)
             child.terminate()
     for child in active_children():
+        _log.info("calling join() for process %s", child.name)
         child.join()
+
+
+def _current_name() -> str:
+    return runtime.current.name  # type: ignore[no-any-return]
 
 
 if runtime.current is None:
     runtime.current = _MainProcess()
     atexit.register(exit_children)
+    _log.set_process_name_source(_current_name)

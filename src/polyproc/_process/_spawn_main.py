@@ -1,7 +1,8 @@
 """Entry point of a spawned interpreter: read the payload, prepare, run, exit.
 
 Invoked as ``python -c "...; main()" PAYLOAD_FD REPORT_FD PARENT_FD FD,FD,... WHO`` by
-:class:`~._launch.SpawnLauncher`. Kept small: every import here is start-up time.
+:class:`~._launch.SpawnLauncher`, which writes ``PAYLOAD_LENGTH`` and the payload to
+PAYLOAD_FD. Kept small: every import here is start-up time.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import sys
 
 from ._child import run_child, write_report
-from ._launch import decode_payload
+from ._launch import PAYLOAD_LENGTH, decode_payload
 
 __all__ = ["main"]
 
@@ -23,6 +24,12 @@ def main() -> None:
     del sys.argv[1:]
     with open(payload_fd, "rb", closefd=True) as pipe:
         data = pipe.read()
+    header = PAYLOAD_LENGTH.size
+    if len(data) < header or len(data) - header != PAYLOAD_LENGTH.unpack_from(data)[0]:
+        # The parent died (or its start() was interrupted) before it wrote everything:
+        # there is nothing to run and no one to report to. Leave without a traceback.
+        os._exit(1)
+    data = data[header:]
     try:
         process = decode_payload(data, fds, with_preparation=True)
     except BaseException as exc:
