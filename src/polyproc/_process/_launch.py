@@ -18,6 +18,7 @@ import threading
 from .._os._pipes import read_available
 from .._os._procs import reap
 from .._os._spawn import interpreter_flags, spawn_executable
+from .._os._threads import is_internal, program_threads
 from .._os._wait import wait_readable
 from .._wire import _pickling
 from . import _forkserver, _prepare
@@ -124,6 +125,7 @@ class ForkLauncher:
         # The parent-death signal follows the forking thread: only the main thread's
         # children may use it (see _os/_lifeline.c).
         by_kernel = threading.current_thread() is threading.main_thread()
+        _warn_if_forking_with_threads()
         report_r, report_w = os.pipe()
         flush_std_streams()
         pid = os.fork()
@@ -141,6 +143,37 @@ class ForkLauncher:
                 os._exit(exitcode)
         os.close(report_w)
         return DirectChild(pid, report_r)
+
+
+def _warn_if_forking_with_threads() -> None:
+    """Warn, as Python 3.12 and later do, when the program forks with other threads alive.
+
+    A forked child gets a copy of every lock as it was, but only the forking thread: a
+    lock another thread held at that moment stays held forever in the child. polyproc's
+    own helper threads are written for this and are not counted; the warning names the
+    program's threads, so the user can tell whether one of them may hold a lock.
+    """
+    if is_internal(threading.current_thread()):
+        return  # polyproc's own thread forks (a pool replacing a worker): its decision
+    threads = program_threads()
+    if not threads:
+        return
+    import warnings
+
+    names = ", ".join(repr(thread.name) for thread in threads)
+    level, frame = 1, sys._getframe(0)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        "polyproc."
+    ):
+        frame, level = frame.f_back, level + 1  # point at the program's own call
+    warnings.warn(
+        f"This process (pid={os.getpid()}) is multi-threaded (other threads: {names}); "
+        "fork() copies the locks those threads may hold, so the child may deadlock on "
+        "them. Start processes with the 'forkserver' or 'spawn' method instead "
+        "(polyproc.set_start_method('forkserver') or get_context('forkserver')).",
+        DeprecationWarning,
+        stacklevel=level,
+    )
 
 
 SPAWN_ENTRY = "from polyproc._process._spawn_main import main; main()"

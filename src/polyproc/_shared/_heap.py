@@ -60,8 +60,10 @@ class Block:
         self._heap_pid = 0  # another process may use it from now on: never recycle it
         return Block, (self.segment, self.offset, self.size)
 
-    def __del__(self) -> None:
-        if self._heap_pid == os.getpid() and self._forks_seen == _forks:
+    def __del__(self, _getpid: Callable[[], int] = os.getpid) -> None:
+        # os.getpid bound at definition: at interpreter exit the module's globals may
+        # already be gone when the last blocks are collected.
+        if self._heap_pid == _getpid() and self._forks_seen == _forks:
             _heap.free(self)
 
 

@@ -19,6 +19,7 @@ import socket
 import struct
 import threading
 
+from .._os._threads import mark_internal
 from . import _pickling
 
 TYPE_CHECKING = False
@@ -44,7 +45,7 @@ class _FdServer:
         thread = threading.Thread(
             target=self._serve, name=f"polyproc-fd-server-{os.getpid()}", daemon=True
         )
-        thread.start()
+        mark_internal(thread).start()
 
     def offer(self, fd: int) -> bytes:
         key = os.urandom(_KEY_BYTES)

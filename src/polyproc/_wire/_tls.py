@@ -19,6 +19,7 @@ import socket
 import ssl
 import threading
 
+from .._os._threads import mark_internal
 from ._connection import Connection
 
 __all__ = ["secure"]
@@ -51,8 +52,8 @@ def secure(
         raw.close()
         raise
     inner, outer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    threading.Thread(target=_relay, args=(tls, outer), name="polyproc-tls-relay",
-                     daemon=True).start()
+    mark_internal(threading.Thread(target=_relay, args=(tls, outer),
+                                   name="polyproc-tls-relay", daemon=True)).start()
     inner.setblocking(True)
     return Connection(inner.detach())
 
