@@ -8,37 +8,36 @@ import subprocess
 import sys
 
 import polyproc
+from polyproc._layers import LAYERS, layer_of
 
 PACKAGE = pathlib.Path(polyproc.__file__).parent
+README = PACKAGE.parent.parent / "README.md"
 
-# Lower index = lower layer. A module may import its own layer or any lower one.
-LAYERS = [
-    {"exceptions"},  # leaf
-    {"_os"},  # operating-system primitives
-    {"_wire"},  # transport and serialization
-    {"_process"},  # processes
-    {"_shared"},  # sync, shared memory, queues
-    {"_pool", "_managers"},  # pool and managers
-    {"_backends"},  # local and Dask engines
-    {"util", "context", "process", "connection", "__init__", "synchronize", "sharedctypes",
-     "shared_memory", "queues", "pool", "managers", "dummy", "reduction", "resource_tracker",
-     "resource_sharer", "spawn", "forkserver", "heap", "popen_fork", "popen_spawn_posix",
-     "popen_forkserver", "_install"},  # the stdlib-shaped facade, and install()
-    {"_cli", "__main__"},  # the command line
-]
 FORBIDDEN = ("multiprocessing", "concurrent.futures.process")
 
 
 def _layer_of(module: str) -> int:
-    top = module.split(".", 1)[0]
-    for index, names in enumerate(LAYERS):
-        if top in names:
-            return index
-    raise AssertionError(f"module {module!r} belongs to no layer: add it to LAYERS")
+    try:
+        return layer_of(module)
+    except LookupError as exc:
+        raise AssertionError(str(exc)) from None
 
 
-def _imports(path: pathlib.Path):
-    tree = ast.parse(path.read_text(), str(path))
+def _constant_prefix(node: ast.expr) -> str | None:
+    """The text of a string constant, or the constant start of an f-string."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr) and node.values:
+        first = node.values[0]
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            return first.value
+    return None
+
+
+def _imports(path: pathlib.Path, source: str | None = None):
+    """(line, imported module, names) of every import in *path* (a file of the package);
+    *source* replaces the file's text (to check the checker)."""
+    tree = ast.parse(path.read_text() if source is None else source, str(path))
     package_parts = path.relative_to(PACKAGE).with_suffix("").parts
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -54,6 +53,15 @@ def _imports(path: pathlib.Path):
                 target = ".".join([*base, *(node.module.split(".") if node.module else [])])
                 names = [a.name for a in node.names] if not node.module else None
                 yield node.lineno, "polyproc." + target if target else "polyproc", names
+        elif isinstance(node, ast.Call) and node.args:
+            # importlib.import_module("polyproc.x") and __import__("polyproc.x"): a
+            # dynamic import is still an import.
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("import_module", "__import__"):
+                text = _constant_prefix(node.args[0])
+                if text and text.startswith("polyproc."):
+                    yield node.lineno, text.rstrip("."), None
 
 
 def test_no_forbidden_imports_in_the_source():
@@ -107,4 +115,19 @@ def test_private_modules_are_underscored():
     public = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
     for name in public:
         if not name.startswith("_"):
-            assert name in LAYERS[7] or name == "exceptions", name
+            assert name in LAYERS[-2].names or name == "exceptions", name
+
+
+def test_dynamic_imports_are_checked_too() -> None:
+    """The checker sees importlib.import_module and __import__ of a constant name."""
+    source = ("import importlib\nimportlib.import_module('polyproc.pool')\n"
+              "__import__(f'polyproc.managers.{name}')\nimportlib.import_module(name)\n")
+    found = [name for _, name, _ in _imports(PACKAGE / "_wire" / "probe.py", source)]
+    assert ["importlib", "polyproc.pool", "polyproc.managers"] == found
+
+
+def test_the_readme_layout_table_is_the_layer_map() -> None:
+    """The README's table of the layout is generated from polyproc._layers."""
+    from polyproc._layers import markdown_table
+
+    assert markdown_table() in README.read_text(encoding="utf-8")

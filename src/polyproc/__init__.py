@@ -4,13 +4,10 @@
 documented multiprocessing API, bound to the default context (see
 :mod:`polyproc.context`), plus the exception tree of :mod:`polyproc.exceptions`.
 
-Layout (each layer imports only the ones before it)::
-
-    _os        operating-system primitives
-    _wire      transport and serialization
-    _process   processes and start methods
-    context, process, connection, ...    the public, stdlib-shaped modules
-    _cli       the polyproc command
+The layout, each layer importing only the ones below it, is stated once in
+:mod:`polyproc._layers` (and shown in the README): ``_os`` -> ``_wire`` -> ``_process``
+-> ``_shared`` -> ``_pool``/``_managers`` -> ``_backends`` -> these public modules ->
+``_cli``.
 """
 
 from __future__ import annotations
