@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test lint unit compat compat-quick bench clean
+.PHONY: demo test lint unit compat compat-quick clients soak bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,17 @@ compat: $(STAMP)
 
 compat-quick: $(STAMP)
 	$(BIN)/python -m tests.compat --quick
+
+## clients: third-party code run unchanged on the stdlib and on polyproc, pass counts
+## side by side (the documentation's examples, pebble's and tqdm's suites, CPython's
+## test_concurrent_futures; fetched from package registries into .cache/clients/)
+clients: $(STAMP)
+	$(BIN)/python -m tests.clients
+
+## soak: the chaos soak (a few minutes): 100k tasks per start method with random worker
+## kills, timeouts, raising and unpicklable tasks; every task accounted for, nothing grows
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak
 
 ## bench: polyproc against the standard library and peers, same run, interleaved
 bench: $(STAMP)

@@ -538,3 +538,24 @@ def test_forkserver_module_surface():
     with pytest.raises(NotImplementedError, match="Process"):
         forkserver.connect_to_new_process([])
     assert isinstance(forkserver._forkserver, forkserver.ForkServer)
+
+
+def test_cleanup_tests_stops_the_fork_server_and_removes_the_temp_dir():
+    """util._cleanup_tests, which suites written for the stdlib call at their end (in its
+    own interpreter: it runs every finalizer of the process)."""
+    code = textwrap.dedent("""
+        import os
+        from polyproc import forkserver, util
+        forkserver.ensure_running()
+        assert forkserver._forkserver._forkserver_pid is not None
+        tempdir = util.get_temp_dir()
+        util._cleanup_tests()
+        assert forkserver._forkserver._forkserver_pid is None
+        assert not os.path.exists(tempdir)
+        assert util.get_temp_dir() != tempdir  # a fresh one on demand
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

@@ -252,3 +252,18 @@ def _close_stdin() -> None:
         _sys.stdin = open(_os.devnull)  # noqa: SIM115 - replaces sys.stdin for good
     except OSError:
         pass
+
+
+def _cleanup_tests() -> None:
+    """Release what multiprocessing's tests leave behind (test suites written for the
+    stdlib call it at their end): reap finished children, stop the fork server, run the
+    finalizers (temporary directories), collect garbage."""
+    import gc
+
+    from . import forkserver
+    from ._process._process import active_children
+
+    active_children()  # reaps the children that have finished
+    forkserver._forkserver._stop()
+    _run_finalizers()
+    gc.collect()
