@@ -4,7 +4,9 @@
   Lock, RLock and Semaphore;
 - ``polyproc._os._ring``: the shared-memory message ring behind the queues;
 - ``polyproc._os._lifeline``: a child's end, a grace period after its parent's, without a
-  thread.
+  thread;
+- ``polyproc._os._atomic``: compare-and-swap on a word of shared memory (a pool worker
+  claiming its next task).
 
 The header comment of each C source says why it is native.
 """
@@ -30,6 +32,9 @@ setup(
         ),
         Extension(
             "polyproc._os._lifeline", ["src/polyproc/_os/_lifeline.c"], extra_compile_args=FLAGS
+        ),
+        Extension(
+            "polyproc._os._atomic", ["src/polyproc/_os/_atomic.c"], extra_compile_args=FLAGS
         ),
     ]
 )

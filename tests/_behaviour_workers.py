@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import threading
+import warnings
 from typing import Any
 
 mp = importlib.import_module(sys.argv[2] if len(sys.argv) > 2 else "polyproc")
@@ -174,6 +175,10 @@ def exit_while_starting(ctx: Any, method: str) -> None:
     """Exit while another thread is in the middle of starting children (argv as above)."""
     daemon, how = sys.argv[4], sys.argv[5]
     r, w = ctx.Pipe(duplex=False)
+    # Forking from a thread while the main thread lives warns, rightly (see
+    # tests/test_fork_warning.py); this test is about the payloads, not that warning.
+    warnings.filterwarnings("ignore", message="This process .* is multi-threaded",
+                            category=DeprecationWarning)
 
     def starter() -> None:
         for _ in range(30):

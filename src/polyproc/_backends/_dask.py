@@ -184,6 +184,12 @@ class DaskEngine:
             if self._state == RUN:
                 self._state = CLOSE
             self._idle.notify_all()
+            sources = list(self._sources)
+        # join() waits for every input to be read: none may wait for its reader now.
+        for source in sources:
+            drain = getattr(source, "drain", None)
+            if drain is not None:
+                drain()
 
     def terminate(self) -> None:
         """Cancel what runs, fail what has not completed, disconnect."""

@@ -31,7 +31,16 @@ by the nearest task deadline. From there:
   TimeoutError and the worker is replaced like a dead one;
 * a failure the retry policy covers (``retries``/``retry_on``) puts the task back in the
   queue instead, up to ``retries`` more times;
-* an initializer that raises breaks the pool: every task fails with InitializerError.
+* an initializer that raises breaks the pool: every task fails with InitializerError;
+  so do workers that die while starting, again and again (``MAX_STARTUP_DEATHS`` in a row
+  with no worker ready): a ProcessError (InitializerError if the initializer was running)
+  whose cause is the child's own error, instead of respawning them forever;
+* a result (or exception) that pickled in the worker but does not unpickle here fails
+  its task alone with a SerializationError; the report's other tasks are unaffected;
+* when a worker is idle while another holds unstarted tasks behind a task that has run
+  for a while (its started count has not moved for ``STALL_FACTOR`` times the measured
+  task time, at least ``STALL_MIN_SECONDS``), those tasks are taken back and go to the
+  idle worker (``_revoke``; race-free by a compare-and-swap, see ``_worker``).
 
 No caller ever waits on something the manager cannot resolve: ``terminate`` and a broken
 pool fail whatever is still pending. Results are delivered outside the engine's lock, so
@@ -50,16 +59,37 @@ import threading
 import time
 
 from .._os import _log
+from .._os._atomic import AtomicWord
 from .._os._procs import describe_exit
+from .._os._threads import mark_internal
 from .._os._wait import wait_readable
 from .._shared import _heap
 from .._wire import _pickling
 from .._wire._connection import Connection
 from .._wire._frames import FrameSocket
 from .._wire._remote_error import unpack_exception
-from ..exceptions import InitializerError, ProcessError, TimeoutError, WorkerLostError
+from ..exceptions import (
+    InitializerError,
+    ProcessError,
+    SerializationError,
+    TimeoutError,
+    WorkerLostError,
+)
 from ._stats import PoolStatistics, WorkerStatistics
-from ._worker import BATCH_HEADER, INIT_FAILED, LOG, REPORT, RETIRE, WorkerOptions, worker_main
+from ._worker import (
+    BATCH_HEADER,
+    INIT_FAILED,
+    INITIALIZING,
+    LOG,
+    READY,
+    REPORT,
+    RESUME,
+    RETIRE,
+    REVOKED,
+    SHARED_BYTES,
+    WorkerOptions,
+    worker_main,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,6 +129,13 @@ MAX_PREFETCH_BATCHES = 64
 #: Most tasks an imap batch groups.
 MAX_TASKS_PER_BATCH = 64
 _PREFETCH_LIMIT_BYTES = 64 * 1024  # larger batches wait for an idle worker
+#: Workers dying before they are ready, in a row, after which the pool gives up.
+MAX_STARTUP_DEATHS = 3
+#: A worker whose started count has not moved for this many times the measured task
+#: time (and at least STALL_MIN_SECONDS) gives its unstarted tasks to an idle worker.
+STALL_FACTOR = 4.0
+STALL_MIN_SECONDS = 0.02
+_COUNT_MASK = REVOKED - 1
 _READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 _pool_ids = itertools.count(1)
 
@@ -201,6 +238,7 @@ class _Worker:
         "block",
         "born",
         "busy_seconds",
+        "claim",
         "done",
         "eof",
         "gone",
@@ -209,8 +247,11 @@ class _Worker:
         "process",
         "reported_tasks",
         "retired",
+        "seen_at",
+        "seen_started",
         "sent_tasks",
         "sock",
+        "stalled",
         "started",
         "timed_out",
         "unreported_tasks",
@@ -221,7 +262,14 @@ class _Worker:
         self.process = process
         self.sock = sock
         self.block = block  # keeps the shared counter alive in this process
-        self.started = block.view().cast("q")  # tasks the worker has started, ever
+        # [0]: tasks the worker has started, ever (and the REVOKED bit); [1]: how far it
+        # got in starting (STARTING, INITIALIZING, READY).
+        self.started = block.view().cast("q")
+        self.claim = AtomicWord(block.view(), 0)
+        # Its unstarted tasks were taken back: it takes no more until its queue is empty.
+        self.stalled = False
+        self.seen_started = -1  # the started count last looked at, and when
+        self.seen_at = 0.0
         self.outstanding: collections.deque[Batch] = collections.deque()
         self.sent_tasks = 0
         self.reported_tasks = 0
@@ -274,6 +322,7 @@ class PoolEngine:
         self._done = 0
         self._failed = 0
         self._restarts: collections.Counter[str] = collections.Counter()
+        self._startup_deaths = 0  # workers that died before they were ready, in a row
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -287,7 +336,7 @@ class PoolEngine:
         self._start_first_workers(processes)
         self._thread = threading.Thread(target=self._manage, name=f"{self.name}-manager",
                                         daemon=True)
-        self._thread.start()
+        mark_internal(self._thread).start()
 
     # -- called by the Pool, in any thread ------------------------------------------
     @property
@@ -328,8 +377,12 @@ class PoolEngine:
         source.resume = self._wake  # a paused source (see WAIT) calls it to go on
         with self._lock:
             self.check_running()
-            self._sources.append(source)
-            self._dispatch()
+            broken = self._broken
+            if broken is None:
+                self._sources.append(source)
+                self._dispatch()
+        if broken is not None:
+            source.fail(broken)
         self._wake()
 
     def close(self) -> None:
@@ -337,6 +390,12 @@ class PoolEngine:
         with self._lock:
             if self._state == RUN:
                 self._state = CLOSE
+            sources = list(self._sources)
+        # join() waits for every input to be read: none may wait for its reader now.
+        for source in sources:
+            drain = getattr(source, "drain", None)
+            if drain is not None:
+                drain()
         self._wake()
 
     def terminate(self) -> None:
@@ -411,8 +470,9 @@ class PoolEngine:
     def _launch_worker(self) -> _Worker:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         child_conn = Connection(child_end.detach())
-        block = _heap.allocate(8)
-        block.view().cast("q")[0] = 0
+        block = _heap.allocate(SHARED_BYTES)
+        words = block.view().cast("q")
+        words[0] = words[1] = 0
         process = self._ctx.Process(
             target=worker_main,
             args=(child_conn, block, self._initializer, self._initargs, self._options),
@@ -460,7 +520,7 @@ class PoolEngine:
             self._send(worker, batches)
 
     def _has_room(self, worker: _Worker) -> bool:
-        if worker.gone or worker.timed_out is not None:
+        if worker.gone or worker.timed_out is not None or self._stalled(worker):
             return False
         if self._maxtasks is not None and worker.sent_tasks >= self._maxtasks:
             return False
@@ -477,6 +537,13 @@ class PoolEngine:
             return True
         estimate = self._task_seconds
         return estimate is not None and queued * estimate < PREFETCH_SECONDS
+
+    @staticmethod
+    def _stalled(worker: _Worker) -> bool:
+        """Whether *worker* still runs the task it was stuck on (see _revoke)."""
+        if worker.stalled and not worker.outstanding:
+            worker.stalled = False
+        return worker.stalled
 
     def _max_tasks(self, worker: _Worker) -> int:
         estimate = self._task_seconds
@@ -564,6 +631,9 @@ class PoolEngine:
                     if self._state == CLOSE and self._idle_forever():
                         break
                     timeout = self._time_to_next_deadline()
+                    stall = self._check_stalls()
+                    if stall is not None and (timeout is None or stall < timeout):
+                        timeout = stall
                 events = self._poller.poll(
                     None if timeout is None else max(0, int(timeout * 1000) + 1)
                 )
@@ -592,13 +662,16 @@ class PoolEngine:
             self._shut_down()
 
     def _drain_wake_pipe(self) -> None:
-        with self._lock:
-            self._wake_sent = False
         try:
             while os.read(self._wake_r, 4096):
                 pass
         except BlockingIOError:
             pass
+        # Only now: a wake-up sent while the pipe was being read stays in it. Cleared
+        # first, a _wake() in between would find the flag set and an empty pipe, and be
+        # lost (a paused imap input would then never be read again).
+        with self._lock:
+            self._wake_sent = False
 
     def _idle_forever(self) -> bool:
         return not self._pending and not self._sources and not any(
@@ -617,7 +690,7 @@ class PoolEngine:
             return
         if not frames:
             return
-        messages = [_pickling.loads(payload, buffers) for payload, buffers in frames]
+        messages = _load_messages(frames)
         with self._lock:
             for message in messages:
                 self._on_message(worker, message, deliveries)
@@ -631,7 +704,7 @@ class PoolEngine:
             except (EOFError, OSError):
                 worker.eof = True
                 return
-            messages = [_pickling.loads(payload, buffers) for payload, buffers in frames]
+            messages = _load_messages(frames)
             with self._lock:
                 for message in messages:
                     self._on_message(worker, message, deliveries)
@@ -641,6 +714,7 @@ class PoolEngine:
     ) -> None:
         tag = message[0]
         if tag == REPORT:
+            self._startup_deaths = 0  # a worker ran tasks: the pool can start workers
             self._on_report(worker, message[1], message[2], deliveries)
         elif tag == LOG:
             deliveries.append((_emit_log_record, message[1]))
@@ -652,6 +726,8 @@ class PoolEngine:
             error = InitializerError(f"the pool's initializer raised in a worker: {cause!r}")
             error.__cause__ = cause
             self._break(error, deliveries)
+        elif tag is _UNREADABLE:
+            _log.debug("dropped a worker's message: %r", message[1])
         else:
             raise ProcessError(f"pool protocol error: unknown message {tag!r}")
 
@@ -664,7 +740,7 @@ class PoolEngine:
     ) -> None:
         worker.busy_seconds += busy
         reported = 0
-        for batch_id, first, tasks, ok, values, packed in outcomes:
+        for batch_id, first, tasks, sent_ok, sent_values, packed in outcomes:
             batch = worker.outstanding[0]
             if batch.id != batch_id:  # cannot happen with one socket per worker: be loud
                 raise ProcessError(
@@ -672,12 +748,19 @@ class PoolEngine:
                 )
             batch.reported += tasks
             reported += tasks
+            ok, values = sent_ok, sent_values
+            error: BaseException | None = None
+            if values is None:  # pickled apart: it may not unpickle here (see _worker)
+                values, error = _load_apart(packed, batch.describe_task(first))
+                ok = error is None
+            elif not ok:
+                error = _unpack_error(packed, batch.describe_task(first))
             worker.done += len(values)
             self._done += len(values)
             if ok:
                 deliveries.append((batch.deliver, first, True, values))
             else:
-                error = unpack_exception(packed)
+                assert error is not None
                 for index in range(tasks):
                     task_first = first + index * batch.chunksize
                     self._fail_task(batch, task_first, values if index == 0 else [], error,
@@ -725,7 +808,9 @@ class PoolEngine:
         exitcode = worker.process.exitcode
         pid = worker.process.pid
         worker.sock.close()
-        lost = worker.started[0] - worker.reported_tasks  # started, never reported
+        started = worker.started[0] & _COUNT_MASK
+        lost = started - worker.reported_tasks  # started, never reported
+        stage = worker.started[1]
         culprit: tuple[Batch, int] | None = None
         again: list[Batch] = []
         for batch in worker.outstanding:
@@ -762,8 +847,121 @@ class PoolEngine:
                     f"{describe_exit(exitcode)}; the pool replaced the worker"
                 )
             self._fail_task(batch, first, [], error, deliveries)
+        if stage != READY and self._state != TERMINATE and self._broken is None:
+            self._on_startup_death(worker, stage, exitcode, deliveries)
+        elif stage == READY:
+            self._startup_deaths = 0
         if self._state != TERMINATE and self._broken is None:
             self._register(self._launch_worker())
+
+    def _on_startup_death(
+        self, worker: _Worker, stage: int, exitcode: Any, deliveries: list[tuple[Any, ...]]
+    ) -> None:
+        """Count a worker that died before it was ready; break the pool after
+        MAX_STARTUP_DEATHS in a row while no other worker is ready (a child that cannot
+        start at all: respawning it would spin forever)."""
+        self._startup_deaths += 1
+        if self._startup_deaths < MAX_STARTUP_DEATHS:
+            return
+        if any(w.started[1] == READY for w in self._workers):
+            return  # others run: this one was unlucky (killed while it started, say)
+        cause = worker.process.exception  # what the child reported, if anything
+        pid = worker.process.pid
+        what = describe_exit(exitcode)
+        if cause is not None:
+            lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+            summary = lines[0][:200] if lines else ""
+            what += f", after raising {type(cause).__name__}: {summary}"
+            if len(lines) > 1:
+                what += " [...]"
+        where = "in the pool's initializer" if stage == INITIALIZING else "while starting"
+        message = (
+            f"{self._startup_deaths} pool workers in a row died {where}, before running any "
+            f"task; the last (pid {pid}) {what}. The pool stopped starting workers"
+        )
+        if stage != INITIALIZING and self._ctx.get_start_method() != "fork":
+            message += (
+                " (with the spawn and forkserver start methods, the main module must guard "
+                "the code that starts processes with if __name__ == '__main__')"
+            )
+        error: ProcessError = (
+            InitializerError(message) if stage == INITIALIZING else ProcessError(message)
+        )
+        error.__cause__ = cause
+        self._break(error, deliveries)
+
+    # -- taking back tasks from a stuck worker --------------------------------------------
+    def _check_stalls(self) -> float | None:
+        """Take back unstarted tasks from workers stuck on one task while another worker
+        is idle; return the seconds until the next look is due, or None (nothing to
+        watch). Costs nothing while no worker is idle (the manager's fast path)."""
+        workers = self._workers
+        if not any(not w.outstanding and self._has_room(w) for w in workers):
+            return None
+        estimate = self._task_seconds or 0.0
+        threshold = max(STALL_MIN_SECONDS, STALL_FACTOR * estimate)
+        now = time.monotonic()
+        due: float | None = None
+        revoked = False
+        for worker in workers:
+            if not worker.outstanding or worker.gone or worker.stalled:
+                continue
+            word = worker.started[0]
+            if word & REVOKED or worker.sent_tasks <= word:
+                continue  # being taken back already, or nothing unstarted
+            if word != worker.seen_started:
+                worker.seen_started, worker.seen_at = word, now
+            wait = worker.seen_at + threshold - now
+            if wait > 0:
+                due = wait if due is None else min(due, wait)
+            elif self._revoke(worker, word):
+                revoked = True
+        if revoked:
+            self._dispatch()
+            return 0.0  # look again: another worker may be stuck too
+        return due
+
+    def _revoke(self, worker: _Worker, word: int) -> bool:
+        """Take back the tasks *worker* has not started (it had started *word*); False if
+        it started another meanwhile (it is not stuck after all)."""
+        if not worker.claim.compare_and_swap(word, word | REVOKED):
+            return False
+        # From here the worker starts nothing until it reads the RESUME frame.
+        keep = word - worker.reported_tasks  # started, not yet reported: they stay
+        kept: collections.deque[Batch] = collections.deque()
+        again: list[Batch] = []
+        revoked_tasks = 0
+        for batch in worker.outstanding:
+            unreported = batch.tasks - batch.reported
+            if keep >= unreported:
+                kept.append(batch)
+                keep -= unreported
+                continue
+            split = batch.start + (batch.reported + keep) * batch.chunksize
+            revoked_tasks += unreported - keep
+            if split > batch.start:
+                # Part of it started: the rest becomes a batch of its own, and the worker
+                # reports this one complete after the tasks it started.
+                again.append(batch.view(split, batch.stop))
+                batch.stop = split
+                kept.append(batch)
+            else:
+                batch.on_start = None  # started once already (an executor's future)
+                again.append(batch)
+            keep = 0
+        worker.outstanding = kept
+        worker.sent_tasks -= revoked_tasks
+        worker.unreported_tasks -= revoked_tasks
+        worker.unstarted_bytes = sum(len(b.data) for b in list(kept)[1:])
+        worker.holds_deadline = bool(kept) and kept[0].deadline is not None
+        worker.stalled = True
+        self._pending.extendleft(reversed(again))
+        _log.debug("took back %d unstarted tasks from a worker stuck on one", revoked_tasks)
+        try:
+            worker.sock.send([(RESUME, ())])
+        except OSError:
+            worker.gone = True  # dying: its sentinel will tell
+        return True
 
     def _cause_of_exit(
         self, worker: _Worker, culprit: tuple[Batch, int] | None, exitcode: Any
@@ -851,6 +1049,63 @@ class PoolEngine:
 
 def _load(worker: _Worker) -> int:
     return worker.unreported_tasks
+
+
+#: The tag of a message that did not unpickle (a log record with an odd attribute).
+_UNREADABLE: Any = object()
+
+
+def _load_messages(frames: list[tuple[Any, list[Any]]]) -> list[tuple[Any, ...]]:
+    """Unpickle a worker's frames. Reports always unpickle (results that may not are
+    pickled apart, see _worker); anything else that does not is dropped, not fatal."""
+    messages = []
+    for payload, buffers in frames:
+        try:
+            messages.append(_pickling.loads(payload, buffers))
+        except Exception as exc:
+            messages.append((_UNREADABLE, repr(exc)))
+    return messages
+
+
+def _load_apart(packed: tuple[str, Any, list[Any]], task: str) -> tuple[Any, Any]:
+    """The values of a result pickled apart, and None; or [] and the SerializationError
+    saying why they did not unpickle."""
+    type_names, payload, buffers = packed
+    try:
+        return _pickling.loads(payload, buffers), None
+    except Exception as exc:
+        error = SerializationError(
+            f"the result of {task} (of type {type_names}) was pickled by the worker but "
+            f"could not be unpickled in the parent: {type(exc).__name__}: {exc}"
+        )
+        error.__cause__ = _detached(exc)
+        return [], error
+
+
+def _unpack_error(failure: tuple[str, bytes], task: str) -> BaseException:
+    """The exception a task raised (*failure*: its type's name and the packed exception),
+    or a SerializationError naming that type if it does not unpickle here."""
+    type_name, packed = failure
+    try:
+        return unpack_exception(packed)
+    except Exception as exc:
+        error = SerializationError(
+            f"{task} raised {type_name}, which was pickled by the worker but could not be "
+            f"unpickled in the parent: {type(exc).__name__}: {exc}"
+        )
+        error.__cause__ = _detached(exc)
+        return error
+
+
+def _detached(exc: BaseException) -> BaseException:
+    """*exc*, raised here while unpickling, with its traceback as a note instead of frames:
+    the frames would keep the manager's locals (workers, deliveries, results) alive
+    for as long as the caller keeps the error, and make reference cycles."""
+    import traceback
+
+    text = "".join(traceback.format_tb(exc.__traceback__))
+    exc.add_note(f"raised while unpickling, at:\n{text}".rstrip())
+    return exc.with_traceback(None)
 
 
 def _emit_log_record(attributes: dict[str, Any]) -> None:

@@ -12,14 +12,18 @@ and ``shutdown(cancel_futures=True)`` cancels everything not yet started.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import itertools
 import threading
+import time
+import weakref
 
 from ._pool import Pool
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
 __all__ = ["PoolExecutor"]
@@ -92,6 +96,56 @@ class PoolExecutor(concurrent.futures.Executor):
             start,
         )
         return future
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[Any]:
+        """``fn`` over the *iterables*, in order, as ``Executor.map``.
+
+        With *buffersize* (as in Python 3.14), at most that many calls are submitted
+        ahead of the results taken, so an endless input works; by default every call is
+        submitted at once. *chunksize* is accepted and ignored, as by thread executors.
+
+        Raises:
+            ValueError: *buffersize* is not None or an int >= 1.
+            RuntimeError: the executor is shut down.
+        """
+        if buffersize is None:
+            return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
+        if type(buffersize) is not int or buffersize < 1:
+            raise ValueError(f"buffersize must be None or an int >= 1, not {buffersize!r}")
+        end = None if timeout is None else time.monotonic() + timeout
+        calls = zip(*iterables, strict=False)
+        futures = collections.deque(
+            self.submit(fn, *args) for args in itertools.islice(calls, buffersize)
+        )
+        # Only a weak reference in the generator: dropping the executor shuts it down.
+        owner = weakref.ref(self)
+
+        def results() -> Iterator[Any]:
+            try:
+                while futures:
+                    executor = owner()
+                    args = next(calls, None) if executor is not None else None
+                    if args is not None:
+                        futures.append(executor.submit(fn, *args))  # type: ignore[union-attr]
+                    del executor
+                    future = futures.popleft()
+                    remaining = None if end is None else end - time.monotonic()
+                    try:
+                        yield future.result(remaining)
+                    finally:
+                        future.cancel()
+            finally:
+                for future in futures:
+                    future.cancel()
+
+        return results()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Accept no more work; with *cancel_futures*, cancel what has not started."""

@@ -44,6 +44,14 @@ __all__ = ["Pool"]
 _MAX_DESCRIBED_ARGS = 60
 #: Buffers (arrays, bytearrays, bytes) this big or bigger travel in shared memory.
 OUT_OF_BAND_BYTES = 64 * 1024
+#: imap's default read-ahead: this many batches per worker, a batch being the number of
+#: tasks the engine groups (one for slow tasks, up to MAX_TASKS_PER_BATCH for quick ones).
+#: Counted so, quick tasks keep the engine's batching and prefetch (32 batches of 64 tiny
+#: tasks are about the two milliseconds of work the engine queues per worker; a smaller
+#: window measurably slows imap of tiny tasks), slow ones read a few dozen ahead.
+READ_AHEAD_BATCHES_PER_WORKER = 32
+#: A paused input goes on once the tasks read ahead fall to this share of the window.
+RESUME_FRACTION = 0.5
 
 
 def _name_of(func: Any) -> str:
@@ -72,6 +80,12 @@ class _CallDescription:
     def __call__(self, first: int, last: int) -> str:
         return _describe_call(self.func, self.args)
 
+
+
+def _check_buffersize(buffersize: int | None) -> int | None:
+    if buffersize is not None and (type(buffersize) is not int or buffersize < 1):
+        raise ValueError(f"buffersize must be None or an int >= 1, not {buffersize!r}")
+    return buffersize
 
 
 def _check_timeout(task_timeout: float | None) -> float | None:
@@ -388,13 +402,24 @@ class Pool:
         *,
         task_timeout: float | None = None,
         progress: Any = False,
+        buffersize: int | None = None,
     ) -> IMapIterator:
         """Results of *func* over *iterable*, in order, as they come.
 
-        *iterable* is consumed lazily: only as many chunks as the workers can take are
-        read ahead, so a huge generator is never held in memory.
+        *iterable* is consumed lazily, a bounded window ahead of the caller: at most
+        *buffersize* chunks (of *chunksize* items) are read before their results are
+        taken. By default the window is 32 batches per worker (a batch being one chunk,
+        or up to 64 when tasks are quick), so an endless generator works and a huge one
+        is never held in memory (a ThreadPool reads on regardless). After ``close()`` the
+        rest is read regardless, as ``join()`` waits for it.
+
+        Raises:
+            ValueError: the pool is not running, *chunksize* < 1, or *buffersize* is not
+                None or an int >= 1.
         """
-        return self._imap(func, iterable, chunksize, IMapIterator(), task_timeout, progress)
+        return self._imap(
+            func, iterable, chunksize, IMapIterator(), task_timeout, progress, buffersize
+        )
 
     def imap_unordered(
         self,
@@ -404,10 +429,13 @@ class Pool:
         *,
         task_timeout: float | None = None,
         progress: Any = False,
+        buffersize: int | None = None,
     ) -> IMapIterator:
-        """Like :meth:`imap`, in the order the results complete."""
+        """Like :meth:`imap`, in the order the results complete (same read-ahead window,
+        same errors)."""
         return self._imap(
-            func, iterable, chunksize, IMapUnorderedIterator(), task_timeout, progress
+            func, iterable, chunksize, IMapUnorderedIterator(), task_timeout, progress,
+            buffersize,
         )
 
     def _imap(
@@ -418,16 +446,22 @@ class Pool:
         results: IMapIterator,
         task_timeout: float | None,
         progress: Any = False,
+        buffersize: int | None = None,
     ) -> IMapIterator:
         self._engine.check_running()
         if chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
+        _check_buffersize(buffersize)
         timeout = self._timeout(task_timeout)
         total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
         tracker = ProgressTracker(progress, total) if progress else None
-        self._engine.add_source(
-            _ImapSource(func, iter(iterable), chunksize, results, timeout, self._encoder, tracker)
-        )
+        source = _ImapSource(func, iter(iterable), chunksize, results, timeout, self._encoder,
+                             tracker)
+        if buffersize is not None:
+            source.window_tasks = buffersize
+        else:
+            source.batches_ahead = self._processes * READ_AHEAD_BATCHES_PER_WORKER
+        self._engine.add_source(source)
         return results
 
     # -- what it does -------------------------------------------------------------------
@@ -572,6 +606,12 @@ class _ImapSource:
         self._timeout = timeout
         self._position = 0
         self._ready: list[Batch] = []  # batches split off a group that failed to pickle
+        # The read-ahead window (see Pool.imap): tasks read beyond those whose results
+        # were taken, either fixed (buffersize) or this many batches of the size the
+        # engine asks for; unbounded once the pool is closing (drain).
+        self.window_tasks: int | None = None
+        self.batches_ahead = 8
+        self._draining = False
 
     @property
     def resume(self) -> Callable[[], None] | None:
@@ -582,10 +622,36 @@ class _ImapSource:
     def resume(self, hook: Callable[[], None] | None) -> None:
         self._results.resume = hook
 
+    def drain(self) -> None:
+        """Read the rest of the input regardless of the reader (the pool is closing)."""
+        self._draining = True
+        self._results._resume_input()
+
+    def _room(self, max_tasks: int) -> int:
+        """How many tasks may be read now (0: pause until the reader catches up)."""
+        results = self._results
+        if self._draining or results.resume is None:
+            return max_tasks  # an engine that cannot resume a paused input reads on
+        cs = self._chunksize
+        window = self.window_tasks
+        if window is None:
+            window = self.batches_ahead * max_tasks
+        window = min(window, max(1, IMapIterator.UNREAD_HIGH // cs))
+        ahead = -(-(self._position - results._consumed()) // cs)  # in tasks
+        if ahead < window:
+            return min(max_tasks, window - ahead)
+        # Go on once the reader has taken half the window, so that the input is read in
+        # batches, not one task per result taken.
+        if results._pause(self._position - int(window * RESUME_FRACTION) * cs):
+            return 0
+        ahead = -(-(self._position - results._consumed()) // cs)
+        return min(max_tasks, max(1, window - ahead))
+
     def next_batch(self, max_tasks: int = 1) -> Any:
         if self._ready:
             return self._ready.pop(0)
-        if self._results._should_pause():
+        max_tasks = self._room(max_tasks)
+        if not max_tasks:
             return WAIT  # the caller reads results slower than they come: wait for it
         if self._timeout is not None:
             max_tasks = 1  # a deadline applies to one task at a time

@@ -162,10 +162,8 @@ class IMapIterator:
     exception; its later items were never computed, as in multiprocessing.
     """
 
-    #: Results delivered but not yet read beyond which the input stops being read, and
-    #: the level it must fall back to: a slow reader keeps the parent's memory bounded.
+    #: The most items an input is ever read ahead of its reader (see ``buffersize``).
     UNREAD_HIGH = 1 << 16
-    UNREAD_LOW = 1 << 15
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -173,27 +171,35 @@ class IMapIterator:
         self._position = 0  # items accounted for, in order
         self._current: collections.deque[Any] = collections.deque()
         self._total: int | None = None
-        # Results delivered (under the lock) and taken (by the readers, without it: a
-        # reader's fast path pops from _current alone); their difference is what is unread.
-        self._delivered = 0
+        # Results taken by the readers (without the lock: a reader's fast path pops from
+        # _current alone), and items that yield no result (the rest of a chunk after its
+        # failure): together, the items the reader is done with.
         self._taken = 0
+        self._skipped = 0
         self._paused = False
+        self._resume_when = 0  # items done with at which a paused input goes on
         self.resume: Callable[[], None] | None = None  # the engine's, to read input again
 
-    def _should_pause(self) -> bool:
-        """Whether the input should wait: too many results are unread (the reader calls
-        ``resume`` once it has caught up)."""
+    def _consumed(self) -> int:
+        """Items whose results the reader has taken (or that have none)."""
+        return self._taken + self._skipped
+
+    def _pause(self, resume_when: int) -> bool:
+        """Pause the input until the reader is done with *resume_when* items; False if it
+        is already (then the input goes on). Only engines that can be resumed pause."""
         with self._cond:
-            if self.resume is not None and self._delivered - self._taken >= self.UNREAD_HIGH:
-                self._paused = True
-            return self._paused
+            if self.resume is None or self._taken + self._skipped >= resume_when:
+                return False
+            self._paused = True
+            self._resume_when = resume_when
+            return True
 
     def _put(self, first: int, values: list[Any], failure: BaseException | None,
              items: int) -> None:
         """*values* for items ``first...``; then *failure* if given; *items* in all."""
         with self._cond:
             self._pieces[first] = (values, failure, items)
-            self._delivered += len(values) + (failure is not None)
+            self._skipped += items - len(values) - (failure is not None)
             self._cond.notify_all()
 
     def _set_total(self, items: int) -> None:
@@ -227,7 +233,7 @@ class IMapIterator:
         except IndexError:
             value = self._wait_for_next(timeout)
         self._taken += 1
-        if self._paused and self._delivered - self._taken <= self.UNREAD_LOW:
+        if self._paused and self._taken + self._skipped >= self._resume_when:
             self._resume_input()
         if type(value) is _Failure:
             raise value.error
@@ -244,22 +250,27 @@ class IMapIterator:
 
     def _wait_for_next(self, timeout: float | None) -> Any:
         deadline = None
-        with self._cond:
-            while not self._current:
-                if self._take_piece():
-                    continue
-                if self._total is not None and self._position >= self._total:
-                    raise StopIteration
-                if timeout is not None:
-                    if deadline is None:
-                        deadline = time.monotonic() + timeout
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise TimeoutError(f"no result after {timeout} seconds")
-                    self._cond.wait(remaining)
+        while True:
+            with self._cond:
+                while not self._current:
+                    if self._take_piece():
+                        continue
+                    if self._total is not None and self._position >= self._total:
+                        raise StopIteration
+                    if self._paused and self._taken + self._skipped >= self._resume_when:
+                        break  # the input waits for this reader: resume it, outside the lock
+                    if timeout is not None:
+                        if deadline is None:
+                            deadline = time.monotonic() + timeout
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise TimeoutError(f"no result after {timeout} seconds")
+                        self._cond.wait(remaining)
+                    else:
+                        self._cond.wait()
                 else:
-                    self._cond.wait()
-            return self._current.popleft()
+                    return self._current.popleft()
+            self._resume_input()
 
 
 class IMapUnorderedIterator(IMapIterator):
@@ -270,7 +281,7 @@ class IMapUnorderedIterator(IMapIterator):
         with self._cond:
             self._position += items
             self._current.extend(values)
-            self._delivered += len(values) + (failure is not None)
+            self._skipped += items - len(values) - (failure is not None)
             if failure is not None:
                 self._current.append(_Failure(failure))
             self._cond.notify_all()
