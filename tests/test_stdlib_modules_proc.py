@@ -559,3 +559,15 @@ def test_cleanup_tests_stops_the_fork_server_and_removes_the_temp_dir():
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_process_module_has_what_stdlib_test_suites_reach_for():
+    """process._dangling holds started processes; process._cleanup reaps finished ones."""
+    from polyproc import process
+
+    p = polyproc.get_context("fork").Process(target=_proc_workers.exit_with, args=(0,))
+    p.start()
+    assert p in process._dangling
+    p.join(30)
+    process._cleanup()
+    assert p not in polyproc.active_children()

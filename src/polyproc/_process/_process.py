@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 
 from .._os import _log
@@ -168,6 +169,7 @@ class BaseProcess:
             # Drop our references: the child has its own copies now (as the stdlib does).
             del self._target, self._args, self._kwargs
             runtime.children.add(self)
+            dangling.add(self)
         finally:
             with _launches.changed:
                 _launches.threads[me] -= 1
@@ -480,6 +482,16 @@ def _reap_finished_children() -> None:
         handle = child._handle
         if handle is not None and handle.poll() is not None:
             runtime.children.discard(child)
+
+
+#: Every process started here and still referenced (test suites written for the stdlib
+#: compare it before and after a test to find processes left running).
+dangling: weakref.WeakSet[BaseProcess] = weakref.WeakSet()
+
+
+def cleanup() -> None:
+    """Reap the children that have finished (``multiprocessing.process._cleanup``)."""
+    _reap_finished_children()
 
 
 def active_children() -> list[BaseProcess]:
