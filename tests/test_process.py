@@ -289,3 +289,31 @@ def test_unpicklable_argument_error_names_it_and_never_prints_the_authkey(method
     assert repr(key)[2:-1] not in message
     assert "32 bytes" in repr(polyproc.current_process().authkey)
     assert repr(key)[2:-1] not in str(polyproc.current_process().authkey)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_a_tiny_default_socket_timeout_does_not_reach_polyproc_s_own_sockets(method):
+    """socket.setdefaulttimeout(0.05) is the program's choice for its sockets: starting a
+    process (the fork server's first start included) and passing a connection still work."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import socket, polyproc
+        def child(conn):
+            conn.send("hello")
+        if __name__ == "__main__":
+            socket.setdefaulttimeout(0.05)
+            ctx = polyproc.get_context({method!r})
+            a, b = ctx.Pipe()
+            p = ctx.Process(target=child, args=(b,))
+            p.start()
+            print(a.recv(), flush=True)
+            p.join(30)
+            print(p.exitcode)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["hello", "0"]

@@ -162,6 +162,7 @@ class ForkServerLauncher:
                         server.retire()
                     server = runtime.forkserver = start_server()
                 conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                conn.settimeout(None)  # whatever socket.setdefaulttimeout() says
                 try:
                     conn.connect(server.address)
                     return conn
@@ -191,6 +192,7 @@ def start_server() -> _Server:
     """Spawn a fork server for this process and return its record."""
     address = f"\0polyproc-forkserver-{os.getpid()}-{os.urandom(8).hex()}"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.settimeout(None)  # whatever socket.setdefaulttimeout() says
     try:
         listener.bind(address)
         listener.listen(128)

@@ -39,6 +39,7 @@ class _FdServer:
         self._offers: dict[bytes, int] = {}
         self._lock = threading.Lock()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.settimeout(None)  # whatever socket.setdefaulttimeout() says
         self._listener.bind(self.address)
         self._listener.listen(64)
         self._uid = os.getuid()
@@ -109,6 +110,7 @@ def fetch_fd(address: str, key: bytes) -> int:
         OSError: the offering process is gone, or the offer was already taken.
     """
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(_SERVE_TIMEOUT_S)  # not socket.setdefaulttimeout()'s value
         conn.connect(address)
         conn.sendall(key)
         _msg, fds, _flags, _addr = socket.recv_fds(conn, 1, 1)
