@@ -75,6 +75,7 @@ from ..exceptions import (
     TimeoutError,
     WorkerLostError,
 )
+from ._contract import WAIT, Batch, RetryPolicy, RunState
 from ._stats import PoolStatistics, WorkerStatistics
 from ._worker import (
     BATCH_HEADER,
@@ -93,35 +94,13 @@ from ._worker import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from typing import Any, Protocol
+    from collections.abc import Callable, Iterable
+    from typing import Any
 
-    class Source(Protocol):
-        """A lazy stream of batches (imap): pulled only when a worker has room."""
+    from ._contract import Source
 
-        resume: Callable[[], None] | None
+__all__ = ["PoolEngine"]
 
-        def next_batch(self, max_tasks: int = 1) -> Batch | Any | None:
-            """The next batch of at most *max_tasks* tasks, None when exhausted, or WAIT:
-            not now (too many results unread), ``resume()`` will be called."""
-
-        def fail(self, error: BaseException) -> None:
-            """Fail everything not yet delivered (the input raised, or the pool ended)."""
-
-    Deliver = Callable[[int, bool, Any], None]
-
-__all__ = ["WAIT", "Batch", "PoolEngine"]
-
-#: What a source returns when its caller has too many results unread: the engine pulls
-#: from it again after the source calls its ``resume`` hook.
-class _Wait:
-    def __repr__(self) -> str:
-        return "WAIT"
-
-
-WAIT: Any = _Wait()
-
-RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 #: Queued work a worker may hold beyond the task it runs, in estimated seconds.
 PREFETCH_SECONDS = 0.002
 #: Most batches a worker may hold.
@@ -138,99 +117,6 @@ STALL_MIN_SECONDS = 0.02
 _COUNT_MASK = REVOKED - 1
 _READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 _pool_ids = itertools.count(1)
-
-
-class Batch:
-    """One message to a worker: items ``start..stop`` of a pickled call, in tasks of
-    *chunksize* items.
-
-    *deliver(first_item, ok, payload)* receives each task's outcome: on success the
-    results of items ``first_item...`` (consecutive tasks may come together); on failure
-    ``(results_before_the_failure, exception)`` for the task starting at *first_item*.
-    *describe(first, last)* names items ``first..last`` for error messages (computed only
-    when needed).
-    """
-
-    __slots__ = (
-        "attempts",
-        "buffers",
-        "chunksize",
-        "data",
-        "deadline",
-        "deliver",
-        "describe",
-        "encode",
-        "id",
-        "on_start",
-        "payload",
-        "reported",
-        "start",
-        "stop",
-        "timeout",
-    )
-
-    def __init__(
-        self,
-        data: Any,
-        deliver: Deliver,
-        describe: Callable[[int, int], str],
-        stop: int,
-        timeout: float | None = None,
-        *,
-        chunksize: int | None = None,
-        buffers: Sequence[memoryview] = (),
-        start: int = 0,
-        encode: Callable[[Any, str], tuple[Any, Sequence[memoryview]]] | None = None,
-        payload: Any = None,
-    ) -> None:
-        self.id = 0
-        # encode(payload, context) pickles the call afresh, for running it again: what a
-        # worker unpickled once (a shared lock's descriptor, say) cannot always be
-        # unpickled twice.
-        self.encode = encode
-        self.payload = payload
-        # The pickled (kind, func, items) for worker processes; the tuple itself for threads.
-        self.data = data
-        self.buffers = buffers
-        self.deliver = deliver
-        self.describe = describe
-        self.start = start
-        self.stop = stop
-        self.chunksize = chunksize or max(1, stop - start)
-        # Seconds the whole batch may run (batches with a timeout hold a single task).
-        self.timeout = timeout
-        self.deadline: float | None = None
-        self.reported = 0  # tasks whose outcome has arrived
-        # Runs so far of each task that has failed, by its first item (retries).
-        self.attempts: dict[int, int] = {}
-        # Called just before the batch goes to a worker; False drops it (a cancelled future).
-        self.on_start: Callable[[], bool] | None = None
-
-    @property
-    def tasks(self) -> int:
-        """How many tasks the batch holds."""
-        return -(-(self.stop - self.start) // self.chunksize)
-
-    def view(self, start: int, stop: int) -> Batch:
-        """The same call restricted to items ``start..stop`` (to run again)."""
-        data, buffers = self.data, self.buffers
-        if self.encode is not None:
-            data, buffers = self.encode(self.payload, "running a task again")
-        again = Batch(data, self.deliver, self.describe, stop, self.timeout,
-                      chunksize=self.chunksize, buffers=buffers, start=start,
-                      encode=self.encode, payload=self.payload)
-        again.attempts = self.attempts
-        return again
-
-    def fail_unreported(self, error: BaseException) -> None:
-        """Fail every task of this batch whose outcome has not arrived."""
-        first = self.start + self.reported * self.chunksize
-        for task_first in range(first, self.stop, self.chunksize):
-            self.deliver(task_first, False, ([], error))
-
-    def describe_task(self, first: int) -> str:
-        """Names the task starting at item *first*."""
-        return self.describe(first, min(first + self.chunksize, self.stop) - 1)
 
 
 class _Worker:
@@ -306,14 +192,13 @@ class PoolEngine:
         self._initargs = initargs
         self._maxtasks = maxtasksperchild
         self._options = options or WorkerOptions(maxtasksperchild, None, None, 1 << 16)
-        self._retries = retries
-        self._retry_on = retry_on
+        self._retry = RetryPolicy(retries, retry_on)
         self._lock = threading.Lock()
         self._pending: collections.deque[Batch] = collections.deque()
         self._sources: collections.deque[Source] = collections.deque()
         self._workers: list[_Worker] = []
         self._ids = itertools.count(1)
-        self._state = RUN
+        self._state = RunState.RUN
         self._broken: BaseException | None = None
         # Most batches a worker may hold; an executor asks for 2, so that a future stays
         # cancellable until shortly before it runs.
@@ -344,15 +229,20 @@ class PoolEngine:
         """The number of worker processes the pool keeps."""
         return self._size
 
+    @property
+    def state(self) -> RunState:
+        """Where the pool is in its life."""
+        return self._state
+
     def check_running(self) -> None:
         """Raise ValueError unless the pool accepts work (as multiprocessing does)."""
-        if self._state != RUN:
+        if self._state is not RunState.RUN:
             raise ValueError("Pool not running")
 
     def submit(self, batch: Batch) -> None:
         """Queue *batch*; send it at once if a worker has room."""
         with self._lock:
-            if self._state != RUN:
+            if self._state is not RunState.RUN:
                 raise ValueError("Pool not running")
             broken = self._broken
             if broken is None:
@@ -372,6 +262,12 @@ class PoolEngine:
         elif wake:
             self._wake()
 
+    def submit_many(self, batches: Iterable[Batch]) -> None:
+        """Queue each of *batches* as it comes: workers start on the first ones while
+        the caller is still pickling the rest."""
+        for batch in batches:
+            self.submit(batch)
+
     def add_source(self, source: Source) -> None:
         """Queue a lazy stream of batches; they are read as workers have room."""
         source.resume = self._wake  # a paused source (see WAIT) calls it to go on
@@ -388,8 +284,8 @@ class PoolEngine:
     def close(self) -> None:
         """Accept no more work; workers exit once everything queued is done."""
         with self._lock:
-            if self._state == RUN:
-                self._state = CLOSE
+            if self._state is RunState.RUN:
+                self._state = RunState.CLOSE
             sources = list(self._sources)
         # join() waits for every input to be read: none may wait for its reader now.
         for source in sources:
@@ -401,7 +297,7 @@ class PoolEngine:
     def terminate(self) -> None:
         """Stop now: kill the workers and fail whatever has not completed."""
         with self._lock:
-            self._state = TERMINATE
+            self._state = RunState.TERMINATE
         self._wake()
         if threading.current_thread() is not self._thread:
             self._thread.join()
@@ -412,7 +308,7 @@ class PoolEngine:
         Raises:
             ValueError: the pool is still running (call close or terminate first).
         """
-        if self._state == RUN:
+        if self._state is RunState.RUN:
             raise ValueError("Pool is still running")
         self._thread.join(timeout)
 
@@ -625,10 +521,10 @@ class PoolEngine:
         try:
             while True:
                 with self._lock:
-                    if self._state == TERMINATE:
+                    if self._state is RunState.TERMINATE:
                         break
                     self._dispatch()
-                    if self._state == CLOSE and self._idle_forever():
+                    if self._state is RunState.CLOSE and self._idle_forever():
                         break
                     timeout = self._time_to_next_deadline()
                     stall = self._check_stalls()
@@ -786,14 +682,11 @@ class PoolEngine:
         deliveries: list[tuple[Any, ...]],
     ) -> None:
         """Retry the task at item *first* if the policy says so, else deliver *error*."""
-        attempts = batch.attempts.get(first, 0)
-        if attempts < self._retries and isinstance(error, self._retry_on):
-            batch.attempts[first] = attempts + 1
-            self._pending.appendleft(batch.view(first, min(first + batch.chunksize, batch.stop)))
+        again = self._retry.retry(batch, first, error)
+        if again is not None:
+            self._pending.appendleft(again)
             return
         self._failed += 1
-        if attempts:
-            error.add_note(f"the pool ran this task {attempts + 1} times (retries={self._retries})")
         deliveries.append((batch.deliver, first, False, (values, error)))
 
     def _on_exit(self, worker: _Worker, deliveries: list[tuple[Any, ...]]) -> None:
@@ -847,11 +740,11 @@ class PoolEngine:
                     f"{describe_exit(exitcode)}; the pool replaced the worker"
                 )
             self._fail_task(batch, first, [], error, deliveries)
-        if stage != READY and self._state != TERMINATE and self._broken is None:
+        if stage != READY and self._state is not RunState.TERMINATE and self._broken is None:
             self._on_startup_death(worker, stage, exitcode, deliveries)
         elif stage == READY:
             self._startup_deaths = 0
-        if self._state != TERMINATE and self._broken is None:
+        if self._state is not RunState.TERMINATE and self._broken is None:
             self._register(self._launch_worker())
 
     def _on_startup_death(
@@ -1026,7 +919,7 @@ class PoolEngine:
             source.fail(error)
 
     def _shut_down(self) -> None:
-        terminated = self._state == TERMINATE
+        terminated = self._state is RunState.TERMINATE
         error = ProcessError("the pool was terminated before this task completed")
         for worker in self._workers:
             if terminated:
