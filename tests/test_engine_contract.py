@@ -133,7 +133,8 @@ def test_a_retried_chunk_keeps_its_chunks():
 
 
 def test_every_engine_asks_the_one_policy():
-    from polyproc._pool import _engine, _threads
+    from polyproc._pool import _threads
+    from polyproc._pool._local import _engine
 
     for module in (_engine, _threads):
         assert module.RetryPolicy is RetryPolicy

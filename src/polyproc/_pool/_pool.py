@@ -28,7 +28,7 @@ from .._process._state import runtime
 from .._wire import _pickling
 from ..exceptions import TimeoutError, WorkerLostError
 from ._contract import WAIT, Batch, RunState, cluster_engine
-from ._engine import PoolEngine
+from ._local import PoolEngine
 from ._progress import ProgressTracker
 from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
 from ._stats import PoolStatistics
@@ -603,7 +603,7 @@ def _map_deliverer(
 
 class _ImapSource:
     """The lazy input of one imap call: items are read and pickled as workers have room,
-    several tasks to a batch when tasks are quick (see PoolEngine._max_tasks)."""
+    several tasks to a batch when tasks are quick (see _local._dispatch.Dispatcher._max_tasks)."""
 
     def __init__(
         self,
