@@ -143,3 +143,18 @@ def test_every_engine_asks_the_one_policy():
     except ImportError:
         return
     assert _dask.RetryPolicy is RetryPolicy
+
+
+def test_the_protocol_names_what_pool_uses_and_the_pool_does_not_import_typing():
+    import subprocess
+    import typing
+
+    assert sorted(typing._get_protocol_attrs(Engine)) == [
+        "add_source", "check_running", "close", "join", "prefetch_depth", "size", "state",
+        "statistics", "submit", "submit_many", "terminate",
+    ]
+    # The Protocol is built on first lookup, so importing the pool stays free of typing.
+    code = "import sys, polyproc.pool; print('typing' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == "False"
