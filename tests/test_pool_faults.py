@@ -202,7 +202,7 @@ class _Counted:
 @pytest.mark.parametrize("method", ["imap", "imap_unordered"])
 @pytest.mark.parametrize("buffersize", [None, 8])
 def test_imap_reads_a_bounded_window_of_an_endless_input(ctx, method, buffersize):
-    from polyproc._pool._engine import MAX_TASKS_PER_BATCH
+    from polyproc._pool._local._dispatch import MAX_TASKS_PER_BATCH
     from polyproc._pool._pool import READ_AHEAD_BATCHES_PER_WORKER
 
     window = buffersize or 2 * READ_AHEAD_BATCHES_PER_WORKER * MAX_TASKS_PER_BATCH

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any
 
+    from ._pool._contract import Engine
+
 __all__ = [
     "ApplyResult",
     "AsyncResult",
@@ -49,7 +51,7 @@ class ThreadPool(_pool.Pool):
     ) -> None:
         super().__init__(processes, initializer, initargs, None, _context.default_context)
 
-    def _make_engine(self, *args: Any) -> Any:
+    def _make_engine(self, *args: Any) -> Engine:
         return ThreadEngine(*args)
 
     def _timeout(self, task_timeout: float | None) -> float | None:

@@ -27,8 +27,7 @@ import queue
 import threading
 import time
 
-from .._pool._engine import WAIT
-from .._pool._engines import register_cluster_engine
+from .._pool._contract import WAIT, RetryPolicy, RunState, register_cluster_engine
 from .._pool._stats import PoolStatistics
 from .._pool._worker import run_batch
 from .._wire import _pickling
@@ -37,13 +36,13 @@ from ..exceptions import ProcessError, TimeoutError, WorkerLostError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
-    from .._pool._engine import Batch, Source
+    from .._pool._contract import Batch, Engine, Source
 
 __all__ = ["DaskEngine"]
 
-RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 #: A batch should take at least this long on a worker, to pay for Dask's ~ms per task.
 _TARGET_BATCH_SECONDS = 0.05
 _MAX_TASKS_PER_BATCH = 1024
@@ -77,7 +76,7 @@ class _Initializer:
 
 
 class DaskEngine:
-    """Batches of a Pool as tasks on a Dask cluster; the same surface as PoolEngine."""
+    """Batches of a Pool as tasks on a Dask cluster: an :class:`~.._pool._contract.Engine`."""
 
     def __init__(
         self,
@@ -110,11 +109,10 @@ class DaskEngine:
             self._client.forward_logging(level=options.log_level)
         if initializer is not None:
             self._client.register_plugin(_Initializer(initializer, tuple(initargs)))
-        self._retries = retries
-        self._retry_on = retry_on
+        self._retry = RetryPolicy(retries, retry_on)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._state = RUN
+        self._state = RunState.RUN
         self._in_flight: dict[Any, Batch] = {}
         self._sources: collections.deque[Source] = collections.deque()
         self._task_seconds: float | None = None
@@ -138,9 +136,14 @@ class DaskEngine:
         """The worker threads the pool counts on (the cluster's, unless given)."""
         return self._size
 
+    @property
+    def state(self) -> RunState:
+        """Where the pool is in its life."""
+        return self._state
+
     def check_running(self) -> None:
         """Raise ValueError unless the pool accepts work."""
-        if self._state != RUN:
+        if self._state is not RunState.RUN:
             raise ValueError("Pool not running")
 
     def submit(self, batch: Batch) -> None:
@@ -149,8 +152,9 @@ class DaskEngine:
             self.check_running()
             self._launch(batch)
 
-    def submit_many(self, batches: list[Batch]) -> None:
+    def submit_many(self, batches: Iterable[Batch]) -> None:
         """Run *batches* on the cluster, submitted in one request (a map's chunks)."""
+        batches = list(batches)  # pickled by the caller's iterable: not under the lock
         with self._lock:
             self.check_running()
             batches = [b for b in batches if b.on_start is None or b.on_start()]
@@ -181,8 +185,8 @@ class DaskEngine:
     def close(self) -> None:
         """Accept no more work."""
         with self._lock:
-            if self._state == RUN:
-                self._state = CLOSE
+            if self._state is RunState.RUN:
+                self._state = RunState.CLOSE
             self._idle.notify_all()
             sources = list(self._sources)
         # join() waits for every input to be read: none may wait for its reader now.
@@ -194,7 +198,7 @@ class DaskEngine:
     def terminate(self) -> None:
         """Cancel what runs, fail what has not completed, disconnect."""
         with self._lock:
-            self._state = TERMINATE
+            self._state = RunState.TERMINATE
             self._deadlines.notify_all()
             in_flight = list(self._in_flight.items())
             self._in_flight.clear()
@@ -216,7 +220,7 @@ class DaskEngine:
         Raises:
             ValueError: the pool is still running.
         """
-        if self._state == RUN:
+        if self._state is RunState.RUN:
             raise ValueError("Pool is still running")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._idle:
@@ -225,7 +229,7 @@ class DaskEngine:
                 if remaining is not None and remaining <= 0:
                     return
                 self._idle.wait(remaining)
-        if self._state == CLOSE:
+        if self._state is RunState.CLOSE:
             self._finished.put(None)
             self._deliverer.join(timeout)
             if self._own_client:
@@ -263,7 +267,8 @@ class DaskEngine:
         """Pull batches from the sources while fewer than the window are in flight."""
         window = self._size * self.prefetch_depth
         with self._lock:
-            while self._sources and self._state != TERMINATE and len(self._in_flight) < window:
+            while (self._sources and self._state is not RunState.TERMINATE
+                   and len(self._in_flight) < window):
                 source = self._sources[0]
                 try:
                     batch = source.next_batch(self._max_tasks())
@@ -368,19 +373,18 @@ class DaskEngine:
         return exc
 
     def _fail_task(self, batch: Batch, first: int, values: list[Any], error: BaseException) -> None:
-        attempts = batch.attempts.get(first, 0)
-        if attempts < self._retries and isinstance(error, self._retry_on):
-            batch.attempts[first] = attempts + 1
+        again = self._retry.retry(batch, first, error)
+        if again is not None:
             with self._lock:
-                if self._state != TERMINATE:
-                    self._launch(batch.view(first, min(first + batch.chunksize, batch.stop)))
+                if self._state is not RunState.TERMINATE:
+                    self._launch(again)
                     return
         self._failed += 1
         batch.deliver(first, False, (values, error))
 
     def _watch_deadlines(self) -> None:
         with self._deadlines:
-            while self._state != TERMINATE:
+            while self._state is not RunState.TERMINATE:
                 now = time.monotonic()
                 nearest = None
                 for future, batch in self._in_flight.items():
@@ -402,7 +406,8 @@ class DaskEngine:
 
 def _make_engine(cluster: Any, processes: int | None, initializer: Any,
                  initargs: tuple[Any, ...], options: Any, retries: int,
-                 retry_on: tuple[type[BaseException], ...]) -> DaskEngine:
+                 retry_on: tuple[type[BaseException], ...]) -> Engine:
+    # Typed as the contract, so that mypy checks DaskEngine against it.
     return DaskEngine(cluster, processes, initializer, initargs, options, retries, retry_on)
 
 

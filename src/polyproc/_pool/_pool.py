@@ -1,4 +1,4 @@
-"""``Pool``: multiprocessing's pool API over :class:`~._engine.PoolEngine`.
+"""``Pool``: multiprocessing's pool API over an :class:`~._contract.Engine`.
 
 What the caller gets beyond the standard library:
 
@@ -27,8 +27,8 @@ from .._process._finalize import Finalize
 from .._process._state import runtime
 from .._wire import _pickling
 from ..exceptions import TimeoutError, WorkerLostError
-from ._engine import RUN, WAIT, Batch, PoolEngine
-from ._engines import cluster_engine
+from ._contract import WAIT, Batch, RunState, cluster_engine
+from ._local import PoolEngine
 from ._progress import ProgressTracker
 from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
 from ._stats import PoolStatistics
@@ -39,7 +39,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
     from typing import Any
 
+    from ._contract import Engine
+
 __all__ = ["Pool"]
+
+# A global, not RunState.RUN, in __del__: at interpreter exit the module's globals may be
+# None already, and a pool collected then must not raise (the comparison is just false).
+_RUN = RunState.RUN
 
 _MAX_DESCRIBED_ARGS = 60
 #: Buffers (arrays, bytearrays, bytes) this big or bigger travel in shared memory.
@@ -165,6 +171,7 @@ class Pool:
             log_level = logging.getLogger().getEffectiveLevel()
         self._task_timeout = _check_timeout(task_timeout)
         options = WorkerOptions(maxtasksperchild, max_worker_memory, log_level, OUT_OF_BAND_BYTES)
+        self._engine: Engine
         if cluster is not None:
             if maxtasksperchild is not None or max_worker_memory is not None:
                 raise ValueError(
@@ -190,7 +197,9 @@ class Pool:
             self, _terminate_pool, args=(self._engine,), exitpriority=15
         )
 
-    def _make_engine(self, *args: Any) -> Any:
+    def _make_engine(self, *args: Any) -> Engine:
+        """The engine of a pool without a cluster (typed as the contract: mypy checks
+        that PoolEngine keeps it)."""
         return PoolEngine(*args)
 
     def _encode(self, payload: tuple[Any, ...], context: str) -> tuple[Any, Any]:
@@ -360,7 +369,6 @@ class Pool:
             chunksize += 1 if extra else 0
         chunksize = max(1, chunksize)
         context = "Pool.starmap" if kind == STARMAP else "Pool.map"
-        name = _name_of(func)
         result = MapResult(callback, error_callback)
         tracker = ProgressTracker(progress, len(items)) if progress else None
         result._set_total(len(items))
@@ -370,13 +378,30 @@ class Pool:
         # rest is being pickled; an engine that takes many at once (a cluster's, where
         # each submission is a request) gets them together. A chunk that cannot be pickled
         # raises here, at the call.
-        submit_many = getattr(self._engine, "submit_many", None)
-        together: list[Batch] = []
+        self._engine.submit_many(
+            self._map_batches(func, items, kind, chunksize, context, result, tracker, timeout)
+        )
+        return result
+
+    def _map_batches(
+        self,
+        func: Callable[..., Any],
+        items: list[Any],
+        kind: int,
+        chunksize: int,
+        context: str,
+        result: MapResult,
+        tracker: ProgressTracker | None,
+        timeout: float | None,
+    ) -> Iterator[Batch]:
+        """The chunks of a map, each pickled when the engine takes it (a chunk that cannot
+        be pickled raises then, out of ``submit_many``, at the call)."""
+        name = _name_of(func)
         for start in range(0, len(items), chunksize):
             payload = (kind, func, items[start : start + chunksize])
             chunk = payload[2]
             data, buffers = self._encode(payload, context)
-            batch = Batch(
+            yield Batch(
                 data,
                 _map_deliverer(result, start, len(chunk), tracker),
                 _range_describer(name, start, context),
@@ -386,13 +411,6 @@ class Pool:
                 encode=self._encoder,
                 payload=payload,
             )
-            if submit_many is None:
-                self._engine.submit(batch)
-            else:
-                together.append(batch)
-        if submit_many is not None and together:
-            submit_many(together)
-        return result
 
     def imap(
         self,
@@ -504,7 +522,7 @@ class Pool:
 
     def __del__(self) -> None:
         engine = getattr(self, "_engine", None)
-        if engine is not None and engine._state == RUN:
+        if engine is not None and engine.state is _RUN:
             warnings.warn(
                 f"unclosed running multiprocessing pool {self!r}", ResourceWarning, stacklevel=2
             )
@@ -517,7 +535,8 @@ class Pool:
         )
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} state={self._engine._state} pool_size={self._processes}>"
+        state = self._engine.state.name
+        return f"<{type(self).__name__} state={state} pool_size={self._processes}>"
 
 
 class _WeakEncoder:
@@ -535,7 +554,7 @@ class _WeakEncoder:
         return encode(payload, context)
 
 
-def _terminate_pool(engine: Any) -> None:
+def _terminate_pool(engine: Engine) -> None:
     """Tear the pool down, logging the stages of multiprocessing's own teardown.
 
     The pool's finalizer: run once, by ``terminate()``, at garbage collection or at exit.
@@ -584,7 +603,7 @@ def _map_deliverer(
 
 class _ImapSource:
     """The lazy input of one imap call: items are read and pickled as workers have room,
-    several tasks to a batch when tasks are quick (see PoolEngine._max_tasks)."""
+    several tasks to a batch when tasks are quick (see _local._dispatch.Dispatcher._max_tasks)."""
 
     def __init__(
         self,

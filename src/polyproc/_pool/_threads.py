@@ -12,14 +12,16 @@ import threading
 
 from .._os import _log
 from ..exceptions import InitializerError, ProcessError
+from ._contract import RetryPolicy, RunState
 from ._stats import PoolStatistics
 from ._worker import APPLY, STARMAP
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
-    from ._engine import Batch, Source
+    from ._contract import Batch, Source
 
 __all__ = ["ThreadEngine"]
 
@@ -27,7 +29,7 @@ _STOP = None
 
 
 class ThreadEngine:
-    """Worker threads fed from one queue; the same surface as ``PoolEngine``."""
+    """Worker threads fed from one queue: an :class:`~._contract.Engine`."""
 
     def __init__(
         self,
@@ -42,7 +44,10 @@ class ThreadEngine:
     ) -> None:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._state = "RUN"
+        self._state = RunState.RUN
+        self._retry = RetryPolicy(retries, retry_on)
+        # Part of the Engine contract, unused here: a thread takes one batch at a time.
+        self.prefetch_depth = 1
         self._initializer = initializer
         self._initargs = initargs
         self._done = 0  # updated by several threads: a statistic, not an exact ledger
@@ -60,6 +65,11 @@ class ThreadEngine:
         """The number of worker threads."""
         return len(self._threads)
 
+    @property
+    def state(self) -> RunState:
+        """Where the pool is in its life."""
+        return self._state
+
     def statistics(self) -> PoolStatistics:
         """Counters of a thread pool (threads are never restarted)."""
         return PoolStatistics(
@@ -72,7 +82,7 @@ class ThreadEngine:
 
     def check_running(self) -> None:
         """Raise ValueError unless the pool accepts work."""
-        if self._state != "RUN":
+        if self._state is not RunState.RUN:
             raise ValueError("Pool not running")
 
     def submit(self, batch: Batch) -> None:
@@ -80,6 +90,11 @@ class ThreadEngine:
         with self._lock:
             self.check_running()
             self._queue.put(batch)
+
+    def submit_many(self, batches: Iterable[Batch]) -> None:
+        """Queue each of *batches* as it comes."""
+        for batch in batches:
+            self.submit(batch)
 
     def add_source(self, source: Source) -> None:
         """Feed a lazy source: batches are read as threads free up."""
@@ -90,15 +105,15 @@ class ThreadEngine:
     def close(self) -> None:
         """Accept no more work; threads exit once the queue is done."""
         with self._lock:
-            if self._state == "RUN":
-                self._state = "CLOSE"
+            if self._state is RunState.RUN:
+                self._state = RunState.CLOSE
                 for _ in self._threads:
                     self._queue.put(_STOP)
 
     def terminate(self) -> None:
         """Fail what is still queued and let the threads finish their current task."""
         with self._lock:
-            self._state = "TERMINATE"
+            self._state = RunState.TERMINATE
         error = ProcessError("the pool was terminated before this task completed")
         while True:
             try:
@@ -116,9 +131,9 @@ class ThreadEngine:
         A thread cannot be stopped: after terminate, threads still inside a task finish it
         in the background (they are daemon threads), as in multiprocessing.
         """
-        if self._state == "RUN":
+        if self._state is RunState.RUN:
             raise ValueError("Pool is still running")
-        if self._state == "TERMINATE":
+        if self._state is RunState.TERMINATE:
             return
         for thread in self._threads:
             thread.join(timeout)
@@ -173,6 +188,10 @@ class ThreadEngine:
                 results.extend(func(item) for item in items)
         except BaseException as exc:
             self._done += len(results)
+            again = self._retry.retry(batch, batch.start, exc)
+            if again is not None:
+                self._run(again)  # at once, by this thread: the queue may be closed
+                return
             self._failed += 1
             batch.deliver(0, False, (results, exc))
         else:

@@ -27,9 +27,9 @@ parent tells the task that was running when the worker died from those that had 
 (their results lost: they run again) and those that never started (requeued).
 
 That count is also how the parent takes back tasks queued behind a task that does not end
-(see ``PoolEngine._revoke``): the worker *claims* each task by a compare-and-swap of the
-count from n to n + 1, and the parent sets the REVOKED bit in the same word by a
-compare-and-swap from the count it read. Whichever comes first wins: a task is either
+(see ``Dispatcher._revoke`` in ``_local._dispatch``): the worker *claims* each task by a
+compare-and-swap of the count from n to n + 1, and the parent sets the REVOKED bit in the
+same word by a compare-and-swap from the count it read. Whichever comes first wins: a task is either
 started here or taken back, never both. A worker that finds the bit set skips every task
 it holds until the RESUME frame the parent sent right after the bit, then clears the bit.
 A second word says how far the worker got in starting (STARTING, INITIALIZING, READY), so
