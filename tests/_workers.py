@@ -482,3 +482,10 @@ def hammer_lock_on_signal(lock: Any, go: Any, conn: Any) -> None:
         lock.acquire()
         lock.release()
     conn.send(lock.acquire(timeout=5) and not lock.release())
+
+
+def read_pickled_value(data: bytes, conn: Any) -> None:
+    """Unpickle a shared Value pickled by the parent and send its value."""
+    from polyproc._wire import _pickling
+
+    conn.send(_pickling.loads(data).value)

@@ -89,3 +89,20 @@ def test_negative_array_size_raises():
     """A negative size is a ValueError."""
     with pytest.raises(ValueError):
         polyproc.Array("i", -1)
+
+
+def test_a_value_pickled_once_unpickles_in_several_processes():
+    """One pickle of a Value, unpickled by two fresh interpreters in turn (as a pool task
+    run again after its worker died): the shared memory's descriptor is offered to both."""
+    from polyproc._wire import _pickling
+
+    ctx = polyproc.get_context("spawn")
+    value = ctx.Value("i", 42)
+    data = _pickling.dumps(value)
+    for _ in range(2):
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_workers.read_pickled_value, args=(data, send))
+        child.start()
+        assert receive.poll(SHORT_TIMEOUT) and 42 == receive.recv()
+        child.join(SHORT_TIMEOUT)
+        assert 0 == child.exitcode

@@ -154,7 +154,9 @@ def _import_segment(state: tuple[bytes, int, int], fds: list[int]) -> Segment:
 
 
 def _reduce_segment(segment: Segment) -> object:
-    address, key = offer_fd(segment.fd)
+    # A standing offer: the same pickle may be unpickled more than once (a pool task run
+    # again after its worker died), and every pickling of the segment shares one offer.
+    address, key = offer_fd(segment.fd, owner=segment)
     return _rebuild_segment, (segment.token, segment.size, address, key)
 
 

@@ -18,6 +18,7 @@ import os
 import socket
 import struct
 import threading
+import weakref
 
 from .._os._threads import mark_internal
 from . import _pickling
@@ -37,6 +38,7 @@ class _FdServer:
     def __init__(self) -> None:
         self.address = f"\0polyproc-fds-{os.getpid()}-{os.urandom(8).hex()}"
         self._offers: dict[bytes, int] = {}
+        self._standing: set[bytes] = set()  # offers taken any number of times
         self._lock = threading.Lock()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.settimeout(None)  # whatever socket.setdefaulttimeout() says
@@ -48,11 +50,20 @@ class _FdServer:
         )
         mark_internal(thread).start()
 
-    def offer(self, fd: int) -> bytes:
+    def offer(self, fd: int, *, standing: bool = False) -> bytes:
         key = os.urandom(_KEY_BYTES)
         with self._lock:
             self._offers[key] = os.dup(fd)
+            if standing:
+                self._standing.add(key)
         return key
+
+    def withdraw(self, key: bytes) -> None:
+        with self._lock:
+            fd = self._offers.pop(key, None)
+            self._standing.discard(key)
+        if fd is not None:
+            os.close(fd)
 
     def _serve(self) -> None:
         while True:
@@ -78,7 +89,10 @@ class _FdServer:
                 return
             key += chunk
         with self._lock:
-            fd = self._offers.pop(key, None)
+            standing = key in self._standing
+            fd = self._offers.get(key) if standing else self._offers.pop(key, None)
+            if standing and fd is not None:
+                fd = os.dup(fd)  # the offer stays; this request gets its own copy
         if fd is None:
             conn.sendall(b"n")
             return
@@ -93,14 +107,34 @@ _server_pid = -1
 _server_lock = threading.Lock()
 
 
-def offer_fd(fd: int) -> tuple[str, bytes]:
-    """Offer a duplicate of *fd* to one future :func:`fetch_fd`; returns (address, key)."""
+# owner -> (pid, key) of its standing offer (see offer_fd's *owner*).
+_standing_offers: weakref.WeakKeyDictionary[object, tuple[int, bytes]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def offer_fd(fd: int, *, owner: object = None) -> tuple[str, bytes]:
+    """Offer a duplicate of *fd* to one future :func:`fetch_fd`; returns (address, key).
+
+    With *owner* (an object that can be weakly referenced, which holds *fd*), the offer
+    *stands*: any number of fetches may take it, for as long as *owner* lives in this
+    process, and every pickling of *owner* shares it. A pickle made once and unpickled
+    several times (a pool task run again after its worker died) then works every time.
+    """
     global _server, _server_pid
     with _server_lock:
         if _server is None or _server_pid != os.getpid():  # a forked child needs its own
             _server, _server_pid = _FdServer(), os.getpid()
         server = _server
-    return server.address, server.offer(fd)
+        if owner is None:
+            return server.address, server.offer(fd)
+        known = _standing_offers.get(owner)
+        if known is not None and known[0] == os.getpid():
+            return server.address, known[1]
+        key = server.offer(fd, standing=True)
+        _standing_offers[owner] = (os.getpid(), key)
+        weakref.finalize(owner, server.withdraw, key)
+    return server.address, key
 
 
 def fetch_fd(address: str, key: bytes) -> int:
