@@ -107,8 +107,8 @@ _server_pid = -1
 _server_lock = threading.Lock()
 
 
-# owner -> (pid, key) of its standing offer (see offer_fd's *owner*).
-_standing_offers: weakref.WeakKeyDictionary[object, tuple[int, bytes]] = (
+# owner -> (server, key) of its standing offer (see offer_fd's *owner*).
+_standing_offers: weakref.WeakKeyDictionary[object, tuple[_FdServer, bytes]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -129,10 +129,10 @@ def offer_fd(fd: int, *, owner: object = None) -> tuple[str, bytes]:
         if owner is None:
             return server.address, server.offer(fd)
         known = _standing_offers.get(owner)
-        if known is not None and known[0] == os.getpid():
+        if known is not None and known[0] is server:  # not a stopped or inherited server
             return server.address, known[1]
         key = server.offer(fd, standing=True)
-        _standing_offers[owner] = (os.getpid(), key)
+        _standing_offers[owner] = (server, key)
         weakref.finalize(owner, server.withdraw, key)
     return server.address, key
 
