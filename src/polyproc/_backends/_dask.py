@@ -191,9 +191,7 @@ class DaskEngine:
             sources = list(self._sources)
         # join() waits for every input to be read: none may wait for its reader now.
         for source in sources:
-            drain = getattr(source, "drain", None)
-            if drain is not None:
-                drain()
+            source.drain()
 
     def terminate(self) -> None:
         """Cancel what runs, fail what has not completed, disconnect."""

@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
         def fail(self, error: BaseException) -> None:
             """Fail everything not yet delivered (the input raised, or the pool ended)."""
+
+        def drain(self) -> None:
+            """Read the rest of the input whatever the reader does (the pool is closing)."""
 else:
     # Only the type checker sees the real ones (see the module's docstring).
     Protocol = object

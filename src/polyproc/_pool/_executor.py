@@ -55,7 +55,7 @@ class PoolExecutor(concurrent.futures.Executor):
         )
         # One task queued behind the running one, as concurrent.futures keeps: the rest stay
         # pending, so cancel() and shutdown(cancel_futures=True) can still reach them.
-        self._pool._engine.prefetch_depth = 2
+        self._pool._limit_prefetch(2)
         self._lock = threading.Lock()
         self._pending: set[concurrent.futures.Future[Any]] = set()
         self._shutdown = False

@@ -483,6 +483,12 @@ class Pool:
         return results
 
     # -- what it does -------------------------------------------------------------------
+    def _limit_prefetch(self, depth: int) -> None:
+        """Let each worker hold at most *depth* batches (PoolExecutor keeps one queued
+        behind the running task, as concurrent.futures does, so cancel() can reach the
+        rest)."""
+        self._engine.prefetch_depth = depth
+
     def statistics(self) -> PoolStatistics:
         """A snapshot of the pool: workers, tasks done, failed and queued, restarts and
         their causes, and each worker's busy and idle time (a polyproc extension)."""

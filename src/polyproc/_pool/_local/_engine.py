@@ -220,9 +220,7 @@ class PoolEngine:
             sources = list(self._dispatcher.sources)
         # join() waits for every input to be read: none may wait for its reader now.
         for source in sources:
-            drain = getattr(source, "drain", None)
-            if drain is not None:
-                drain()
+            source.drain()
         self._wake()
 
     def terminate(self) -> None:
