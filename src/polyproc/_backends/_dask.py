@@ -27,7 +27,13 @@ import queue
 import threading
 import time
 
-from .._pool._contract import WAIT, RetryPolicy, RunState, register_cluster_engine
+from .._pool._contract import (
+    WAIT,
+    RetryPolicy,
+    RunState,
+    RunStateKeeper,
+    register_cluster_engine,
+)
 from .._pool._stats import PoolStatistics
 from .._pool._worker import run_batch
 from .._wire import _pickling
@@ -75,7 +81,7 @@ class _Initializer:
         self.initializer(*self.initargs)
 
 
-class DaskEngine:
+class DaskEngine(RunStateKeeper):
     """Batches of a Pool as tasks on a Dask cluster: an :class:`~.._pool._contract.Engine`."""
 
     def __init__(
@@ -135,16 +141,6 @@ class DaskEngine:
     def size(self) -> int:
         """The worker threads the pool counts on (the cluster's, unless given)."""
         return self._size
-
-    @property
-    def state(self) -> RunState:
-        """Where the pool is in its life."""
-        return self._state
-
-    def check_running(self) -> None:
-        """Raise ValueError unless the pool accepts work."""
-        if self._state is not RunState.RUN:
-            raise ValueError("Pool not running")
 
     def submit(self, batch: Batch) -> None:
         """Run *batch* on the cluster."""

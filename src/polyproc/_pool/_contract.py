@@ -61,6 +61,7 @@ __all__ = [
     "Engine",
     "RetryPolicy",
     "RunState",
+    "RunStateKeeper",
     "cluster_engine",
     "register_cluster_engine",
 ]
@@ -175,6 +176,24 @@ class Batch:
     def describe_task(self, first: int) -> str:
         """Names the task starting at item *first*."""
         return self.describe(first, min(first + self.chunksize, self.stop) - 1)
+
+
+class RunStateKeeper:
+    """The part of the contract every engine implements the same way: its run state, and
+    the check ``Pool`` makes before accepting work. Engines inherit it and set ``_state``.
+    """
+
+    _state: RunState
+
+    @property
+    def state(self) -> RunState:
+        """Where the pool is in its life."""
+        return self._state
+
+    def check_running(self) -> None:
+        """Raise ValueError unless the pool accepts work (as multiprocessing does)."""
+        if self._state is not RunState.RUN:
+            raise ValueError("Pool not running")
 
 
 class RetryPolicy:

@@ -12,7 +12,7 @@ import threading
 
 from .._os import _log
 from ..exceptions import InitializerError, ProcessError
-from ._contract import RetryPolicy, RunState
+from ._contract import RetryPolicy, RunState, RunStateKeeper
 from ._stats import PoolStatistics
 from ._worker import APPLY, STARMAP
 
@@ -28,7 +28,7 @@ __all__ = ["ThreadEngine"]
 _STOP = None
 
 
-class ThreadEngine:
+class ThreadEngine(RunStateKeeper):
     """Worker threads fed from one queue: an :class:`~._contract.Engine`."""
 
     def __init__(
@@ -65,11 +65,6 @@ class ThreadEngine:
         """The number of worker threads."""
         return len(self._threads)
 
-    @property
-    def state(self) -> RunState:
-        """Where the pool is in its life."""
-        return self._state
-
     def statistics(self) -> PoolStatistics:
         """Counters of a thread pool (threads are never restarted)."""
         return PoolStatistics(
@@ -79,11 +74,6 @@ class ThreadEngine:
             tasks_queued=self._queue.qsize(),
             restarts=0,
         )
-
-    def check_running(self) -> None:
-        """Raise ValueError unless the pool accepts work."""
-        if self._state is not RunState.RUN:
-            raise ValueError("Pool not running")
 
     def submit(self, batch: Batch) -> None:
         """Queue *batch* for the next free thread."""

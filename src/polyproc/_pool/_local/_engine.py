@@ -70,7 +70,7 @@ from ..._os._threads import mark_internal
 from ..._os._wait import wait_readable
 from ..._wire._remote_error import unpack_exception
 from ...exceptions import InitializerError, ProcessError, TimeoutError, WorkerLostError
-from .._contract import Batch, RetryPolicy, RunState
+from .._contract import Batch, RetryPolicy, RunState, RunStateKeeper
 from .._stats import PoolStatistics, WorkerStatistics
 from .._worker import INIT_FAILED, LOG, READY, REPORT, RETIRE, WorkerOptions
 from ._deadlines import enforce_deadlines, time_to_next_deadline
@@ -99,7 +99,7 @@ _READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 _pool_ids = itertools.count(1)
 
 
-class PoolEngine:
+class PoolEngine(RunStateKeeper):
     """Worker processes of one context, fed by the callers and watched by a thread."""
 
     def __init__(
@@ -159,16 +159,6 @@ class PoolEngine:
     def size(self) -> int:
         """The number of worker processes the pool keeps."""
         return self._size
-
-    @property
-    def state(self) -> RunState:
-        """Where the pool is in its life."""
-        return self._state
-
-    def check_running(self) -> None:
-        """Raise ValueError unless the pool accepts work (as multiprocessing does)."""
-        if self._state is not RunState.RUN:
-            raise ValueError("Pool not running")
 
     def submit(self, batch: Batch) -> None:
         """Queue *batch*; send it at once if a worker has room."""
