@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 
-from ._os import _log
 from ._process._process import BaseProcess
 from ._process._state import runtime
 
@@ -45,12 +44,7 @@ class Popen:
             raise RuntimeError(_BOOTSTRAP_ERROR)
         self.returncode: int | None = None
         self.finalizer = None
-        # What Process.start() passes on (keep in step with it): the child adopts our
-        # start method and logging setup.
-        process_obj._inherited = {
-            "start_method": runtime.start_method or self.method,
-            "log": _log.inherited_settings(),
-        }
+        process_obj._before_launch(runtime.start_method or self.method)
         self._handle: Any = self._launch(process_obj)
         self.pid: int = self._handle.pid
         self.sentinel: int = self._handle.sentinel

@@ -23,7 +23,6 @@ from .._os._wait import wait_readable
 from .._wire import _pickling
 from . import _forkserver, _prepare
 from ._child import run_child
-from ._process import flush_std_streams
 from ._state import runtime
 
 # typing costs a spawned child ~8 ms to import; annotations are never evaluated.
@@ -127,7 +126,6 @@ class ForkLauncher:
         by_kernel = threading.current_thread() is threading.main_thread()
         _warn_if_forking_with_threads()
         report_r, report_w = os.pipe()
-        flush_std_streams()
         pid = os.fork()
         if pid == 0:
             exitcode = 1

@@ -156,11 +156,7 @@ class BaseProcess:
         method = self._start_method
         if method is None:  # the default context: fixed by the first start, as in the stdlib
             method = runtime.start_method = runtime.start_method or default_start_method()
-        # What the child inherits of our settings, whichever method starts it.
-        self._inherited = {"start_method": runtime.start_method, "log": _log.inherited_settings()}
-        # Text printed before start() comes before the child's, and a forked child does
-        # not print it a second time: flush, whatever the method (as the stdlib does).
-        flush_std_streams()
+        self._before_launch(runtime.start_method)
         me = threading.get_ident()
         with _launches.changed:
             _launches.threads[me] = _launches.threads.get(me, 0) + 1
@@ -176,6 +172,14 @@ class BaseProcess:
                 if not _launches.threads[me]:
                     del _launches.threads[me]
                 _launches.changed.notify_all()
+
+    def _before_launch(self, start_method: str | None) -> None:
+        """What every launch needs first (start(), and the public Popen classes)."""
+        # What the child inherits of our settings, whichever method starts it.
+        self._inherited = {"start_method": start_method, "log": _log.inherited_settings()}
+        # Text printed before start() comes before the child's, and a forked child does
+        # not print it a second time: flush, whatever the method (as the stdlib does).
+        flush_std_streams()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the process ends, or until *timeout* seconds pass.
